@@ -1,0 +1,149 @@
+"""Group commit: concurrent appends share one transaction and one WAL flush.
+
+Every request still gets its own all-or-nothing outcome. Appends that arrive
+while a commit is in flight wait in `pending` and go together in the next one,
+so batches grow with load and a lone request is committed at once (no timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from events.errors import AppendConflict, translating_driver_errors
+from events.sqlfiles import queries
+
+MAX_BATCH = 256  # rows per statement: bounds statement size and a batch's latency
+MAX_INFLIGHT = 4  # concurrent commits: overlaps round trips without hoarding the pool
+
+FaultPoint = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One event row, already encoded, ready for the append statement."""
+
+    event_id: object  # uuid.UUID
+    stream_id: str
+    stream_version: int
+    event_type: str
+    schema_version: int
+    business_id: int
+    idempotency_key: str | None
+    request_fingerprint: bytes | None
+    payload: str
+    metadata: str
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """Where each row of one request landed, in the order sent."""
+
+    positions: tuple[int, ...]
+    recorded_at: object  # datetime
+
+
+class _PartialRequest(Exception):
+    """Some rows of one request were skipped and others inserted: the batch must not commit."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: Sequence[Row]
+    future: asyncio.Future[Committed] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+async def no_fault(point: str) -> None:
+    return None
+
+
+class GroupCommitter:
+    """Appends requests' rows in shared transactions; see the module docstring."""
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, fault: FaultPoint = no_fault) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+        self._fault = fault
+        self._pending: list[_Pending] = []
+        self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sql = queries("events")["append_events"]
+
+    async def append(self, rows: Sequence[Row]) -> Committed:
+        """Commit all rows of one request, or raise AppendConflict having written none."""
+        pending = _Pending(rows)
+        self._pending.append(pending)
+        if self._inflight < MAX_INFLIGHT:
+            self._inflight += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # shield: a client that hangs up must not cancel a commit shared with others.
+        return await asyncio.shield(pending.future)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._commit_batch(batch)
+        finally:
+            self._inflight -= 1
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._commit(batch)
+        except _PartialRequest:
+            # Never expected with single-stream requests; handled anyway by
+            # giving every request its own transaction, where partial = conflict.
+            for one in batch:
+                await self._commit_batch_alone(one)
+            return
+        except Exception as error:  # forwarded to every waiting request, never swallowed
+            outcomes = [error] * len(batch)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            _settle(pending.future, outcome)
+
+    async def _commit_batch_alone(self, pending: _Pending) -> None:
+        try:
+            [outcome] = await self._commit([pending])
+        except _PartialRequest:
+            outcome = AppendConflict(AppendConflict.__doc__)
+        except Exception as error:  # forwarded to the waiting request, never swallowed
+            outcome = error
+        _settle(pending.future, outcome)
+
+    async def _commit(self, batch: list[_Pending]) -> list[Committed | Exception]:
+        rows = [row for pending in batch for row in pending.rows]
+        columns = [list(column) for column in zip(*((*_astuple(r),) for r in rows), strict=True)]
+        with translating_driver_errors():
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+                inserted = {rec["event_id"]: rec for rec in await conn.fetch(self._sql, *columns)}
+                outcomes = [_outcome(pending, inserted) for pending in batch]
+                await self._fault("append.before_commit")
+        return outcomes
+
+
+def _astuple(row: Row) -> tuple[object, ...]:
+    return (row.event_id, row.stream_id, row.stream_version, row.event_type, row.schema_version,
+            row.business_id, row.idempotency_key, row.request_fingerprint, row.payload, row.metadata)
+
+
+def _outcome(pending: _Pending, inserted: dict[object, asyncpg.Record]) -> Committed | Exception:
+    found = [inserted.get(row.event_id) for row in pending.rows]
+    if all(rec is None for rec in found):
+        return AppendConflict(AppendConflict.__doc__)
+    if any(rec is None for rec in found):
+        raise _PartialRequest
+    return Committed(positions=tuple(rec["position"] for rec in found), recorded_at=found[0]["recorded_at"])
+
+
+def _settle(future: asyncio.Future[Committed], outcome: Committed | Exception) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

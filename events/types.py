@@ -1,0 +1,88 @@
+"""The immutable record: every event type, with a stable versioned tag.
+
+Tags read `<aggregate>.<fact in the past tense>.v<schema version>`. A tag is
+never reused for a different shape: a new shape gets a new version, and old
+events keep decoding with the old class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event payload."""
+
+
+class PatientDetails(msgspec.Struct, frozen=True, kw_only=True):
+    """What the patient told us about themselves, as submitted."""
+
+    first_name: str
+    last_name: str
+    email: str
+    date_of_birth: dt.date
+    phone: str | None = None
+
+
+class Answer(msgspec.Struct, frozen=True, kw_only=True):
+    """One answer to an intake questionnaire question."""
+
+    question_id: str
+    answer: str
+
+
+class ConsultSubmitted(Event, frozen=True, kw_only=True, tag="consult.submitted.v1"):
+    """A patient submitted a consult request; a pending consultation exists."""
+
+    submission_id: uuid.UUID
+    consultation_id: uuid.UUID
+    patient_id: uuid.UUID
+    customer_id: str
+    product_id: str
+    patient: PatientDetails
+    chief_complaint: str
+    medical_history: str | None = None
+    answers: tuple[Answer, ...] = ()
+    submitted_at: dt.datetime
+
+
+class SubmissionDeduplicated(Event, frozen=True, kw_only=True, tag="consult.submission_deduplicated.v1"):
+    """A submission arrived under a new idempotency key while one was already open
+    for the same (business, customer, product); it was answered with the open one.
+
+    Recorded on the request's own stream so that its key keeps that answer
+    forever, like every other key, without contending for the open one's stream.
+    """
+
+    request_submission_id: uuid.UUID
+    open_submission_id: uuid.UUID
+    consultation_id: uuid.UUID
+    open_event_id: uuid.UUID
+    open_position: int
+    received_at: dt.datetime
+
+
+class ConsultDecided(Event, frozen=True, kw_only=True, tag="consult.decided.v1"):
+    """A clinician approved or rejected a pending consultation."""
+
+    consultation_id: uuid.UUID
+    decision: str  # "approved" | "rejected"
+    reason: str
+    clinician_id: str
+    decided_at: dt.datetime
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided)
+EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided
+
+
+class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who caused an event and in answer to what; never patient data."""
+
+    request_id: str
+    actor: str  # "api_key:<id>" or "cli:<user>"
+    correlation_id: str
+    causation_id: str | None = None

@@ -1,0 +1,138 @@
+"""The `intake` command line. Exit codes: 0 success, 1 failure or failed check, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+
+from service import admin, migrations
+from service.settings import Settings
+
+DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree (also read by the compose.yaml structure test)."""
+    parser = argparse.ArgumentParser(prog="intake", description="Event-sourced consult intake.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="everything for a first run on one machine")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--state-dir", default=".state", help="where embedded PostgreSQL/Redis keep data")
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    migrate = commands.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--check", action="store_true", help="exit 1 if the schema differs from sql/migrations")
+
+    businesses = commands.add_parser("businesses", help="manage businesses").add_subparsers(dest="action", required=True)
+    create_business = businesses.add_parser("create", help="create a business")
+    create_business.add_argument("slug")
+    create_business.add_argument("--name", required=True)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    create_key = keys.add_parser("create", help="create an API key (shown once)")
+    bound = create_key.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--business", help="the business slug the key is bound to")
+    bound.add_argument("--admin", action="store_true", help="an admin key for every business")
+    create_key.add_argument("--scopes", nargs="+", default=[], help="scopes for a business key")
+    create_key.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `intake` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "keys" and args.business and not args.scopes:
+        parser.error("keys create --business needs --scopes")
+    handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "dev": _dev, "serve": _serve, "migrate": _migrate, "businesses": _businesses, "keys": _keys,
+    }
+    try:
+        return handlers[args.command](args, Settings.from_env())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the CLI's one edge: a clear line, a traceback only on --debug
+        if args.debug:
+            raise
+        print(f"intake: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    return await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        files = migrations.load_migrations()
+        conn = await _connect(settings)
+        try:
+            if args.check:
+                drift = await migrations.check(conn, files)
+                print(drift.describe(), file=sys.stdout if drift.clean else sys.stderr)
+                return 0 if drift.clean else 1
+            drift = await migrations.check(conn, files)
+            if drift.changed or drift.missing:
+                print(f"intake: error: refusing to migrate: {drift.describe()}", file=sys.stderr)
+                return 1
+            applied = await migrations.migrate(conn, files)
+            print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
+            return 0
+        finally:
+            await conn.close()
+    return _run(run())
+
+
+def _businesses(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        conn = await _connect(settings)
+        try:
+            business_id = await admin.create_business(conn, args.slug, args.name)
+        finally:
+            await conn.close()
+        print(f"created business {args.slug} (id {business_id})")
+        return 0
+    return _run(run())
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        conn = await _connect(settings)
+        try:
+            created = await admin.create_key(conn, business=args.business, scopes=args.scopes, admin=args.admin)
+        finally:
+            await conn.close()
+        if args.json:
+            print(json.dumps({"key": created.key, "key_id": str(created.key_id), "business": created.business,
+                              "scopes": list(created.scopes)}))
+        else:
+            print(created.key)
+        return 0
+    return _run(run())
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.runner import serve
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from service.dev import run_dev
+    return run_dev(settings, host=args.host, port=args.port, state_dir=args.state_dir)

@@ -1,0 +1,26 @@
+"""The PostgreSQL pool: every wait bounded, every statement time-limited."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from service.settings import Settings
+
+
+async def create_pool(settings: Settings, *, application_name: str, min_size: int | None = None) -> asyncpg.Pool:
+    """A pool that starts even while the database is down (min_size 0) and reconnects by itself."""
+    return await asyncpg.create_pool(
+        settings.require_database_url(),
+        min_size=settings.db_pool_min if min_size is None else min_size,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_connect_timeout_ms / 1000,
+        # The client-side limit is a backstop a little above the server-side one.
+        command_timeout=settings.db_statement_timeout_ms / 1000 + 1,
+        server_settings={
+            "application_name": application_name,
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            # A stuck transaction would hold back every global reader's horizon.
+            "idle_in_transaction_session_timeout": str(settings.db_statement_timeout_ms * 2),
+            "jit": "off",  # short OLTP statements: JIT compilation only adds latency
+        },
+    )

@@ -1,0 +1,76 @@
+"""`intake dev`: embedded PostgreSQL and Redis when no URLs are given, migrations, a demo key, the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+from pathlib import Path
+
+import asyncpg
+import structlog
+import uvicorn
+
+from service import admin, migrations
+from service.devstack import EmbeddedPostgres, EmbeddedRedis
+from service.http.app import create_app
+from service.logs import configure_logging
+from service.runner import uvicorn_options
+from service.settings import Settings
+
+DEMO_SLUG = "demo"
+DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]
+_log = structlog.get_logger("intake.dev")
+
+
+def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
+    """Start what is missing, run everything until Ctrl-C or SIGTERM, then stop it all in order."""
+    configure_logging(settings.log_level, settings.log_format)
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if not settings.database_url:
+            postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
+            settings = dataclasses.replace(settings, database_url=postgres.url())
+            _log.info("dev.postgres_started", port=postgres.port)
+        if not settings.redis_url:
+            redis = stack.enter_context(EmbeddedRedis(state / "redis"))
+            settings = dataclasses.replace(settings, redis_url=redis.url())
+            _log.info("dev.redis_started", port=redis.port)
+        asyncio.run(_prepare(settings, host, port))
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))
+        server.run()  # returns after SIGINT/SIGTERM and a graceful shutdown bounded by SHUTDOWN_GRACE_MS
+    _log.info("dev.stopped")
+    return 0
+
+
+async def _prepare(settings: Settings, host: str, port: int) -> None:
+    conn = await asyncpg.connect(settings.require_database_url())
+    try:
+        await migrations.migrate(conn, migrations.load_migrations())
+        if await conn.fetchval("SELECT id FROM businesses WHERE slug = $1", DEMO_SLUG) is None:
+            await admin.create_business(conn, DEMO_SLUG, "Demo Telehealth")
+        created = await admin.create_key(conn, business=DEMO_SLUG, scopes=DEMO_SCOPES, admin=False)
+    finally:
+        await conn.close()
+    print(_banner(created.key, host, port, settings), file=sys.stderr, flush=True)
+
+
+def _banner(key: str, host: str, port: int, settings: Settings) -> str:
+    base = f"http://{host}:{port}"
+    body = ('{"customer_id":"cus_123","product_id":"prod_abc","patient":{"first_name":"Ada","last_name":"Lovelace",'
+            '"email":"ada@example.com","date_of_birth":"1990-12-10"},"chief_complaint":"Persistent cough"}')
+    return "\n".join([
+        "", "intake is running.",
+        f"  API:       {base}   (OpenAPI: {base}/schema/openapi.json)",
+        f"  Database:  {settings.database_url}",
+        f"  Redis:     {settings.redis_url}",
+        f"  API key for business '{DEMO_SLUG}' (shown once): {key}",
+        "", "Try:",
+        f"  curl -sS -X POST {base}/v1/businesses/{DEMO_SLUG}/consult-submissions \\",
+        f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+        "    -H \"Idempotency-Key: $(date +%s%N)\" \\",
+        f"    -d '{body}'",
+        "", "Ctrl-C stops everything.", "",
+    ])

@@ -1,0 +1,65 @@
+"""The composition root: settings in, a wired ASGI app out. No I/O at import time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp
+
+from events.store import EventStore
+from service import migrations
+from service.db import create_pool
+from service.faults import Faults
+from service.handlers import Intake
+from service.http import events_api, ops, submissions
+from service.http.auth import ApiKeys
+from service.http.middleware import RequestContext
+from service.http.problems import problem_response
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+def utc_now() -> dt.datetime:
+    """The service clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now,
+               new_id: Callable[[], uuid.UUID] = uuid.uuid4) -> ASGIApp:
+    """The intake API, wired to its dependencies; the lifespan owns the pool."""
+    metrics = Metrics()
+    faults = Faults(settings.faults, environment=settings.environment)
+    acquire_timeout = settings.db_acquire_timeout_ms / 1000
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        store = EventStore(pool, acquire_timeout=acquire_timeout, fault=faults.hit)
+        app.state.update(
+            pool=pool, store=store,
+            intake=Intake(store, new_id=new_id, fault=faults.hit,
+                          on_append=lambda t: metrics.events_appended.labels(t).inc()),
+            api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
+        )
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = Litestar(
+        route_handlers=[submissions.submit_consult, events_api.list_events, ops.livez, ops.readyz, ops.metrics],
+        lifespan=[lifespan],
+        state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
+                     "new_id": new_id, "migrations": migrations.load_migrations()}),
+        exception_handlers={Exception: problem_response},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="intake", version="1.0.0", path="/schema"),
+        logging_config=None,
+    )
+    return RequestContext(app, metrics)

@@ -1,0 +1,60 @@
+"""The outermost ASGI layer: request id, one canonical log line and latency metrics per request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+_VALID_REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
+_log = structlog.get_logger("intake.http")
+
+
+class RequestContext:
+    """Wraps the whole app, so even routing errors (404/405) get an X-Request-ID and a log line."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id.decode())
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            # The template, not the path: paths and query strings may carry identifiers.
+            route = scope.get("path_template") or "unmatched"
+            self._metrics.request_seconds.labels(scope["method"], route, str(status)).observe(elapsed)
+            _log.info("http.request", method=scope["method"], route=route, status=status,
+                      duration_ms=round(elapsed * 1000, 2))
+
+
+def _request_id(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _VALID_REQUEST_ID.match(value):
+                return value
+            break
+    return uuid.uuid4().hex.encode()

@@ -1,0 +1,53 @@
+"""Operations endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from events.errors import StoreUnavailable, translating_driver_errors
+from events.sqlfiles import queries
+from service import migrations
+
+
+@get("/livez", summary="Liveness", tags=["ops"], sync_to_thread=False)
+def livez() -> dict[str, str]:
+    """200 while the process runs."""
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness", tags=["ops"])
+async def readyz(request: Request) -> Response[dict[str, object]]:
+    """200 when the database answers in time and its schema is exactly the migration files."""
+    state = request.app.state
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(state.settings.readiness_timeout_ms / 1000):
+            with translating_driver_errors():
+                async with state.pool.acquire() as conn:
+                    drift = await migrations.check(conn, state.migrations)
+        checks["database"] = "ok"
+        checks["schema"] = "ok" if drift.clean else drift.describe()
+    except (StoreUnavailable, TimeoutError):
+        checks["database"] = "unavailable"
+    ready = all(value == "ok" for value in checks.values())
+    return Response({"status": "ready" if ready else "not ready", "checks": checks},
+                    status_code=200 if ready else 503, headers={} if ready else {"Retry-After": "1"})
+
+
+@get("/metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response[bytes]:
+    """Prometheus text; outbox gauges are read from the database at scrape time (best effort)."""
+    state = request.app.state
+    try:
+        with translating_driver_errors():
+            async with state.pool.acquire(timeout=state.settings.readiness_timeout_ms / 1000) as conn:
+                row: asyncpg.Record = await conn.fetchrow(queries("admin")["outbox_stats"])
+        state.metrics.outbox_backlog.set(row["backlog"])
+        state.metrics.outbox_oldest_age.set(row["oldest_age_s"])
+    except StoreUnavailable:
+        pass  # the scrape still answers; the gauges keep their last values and /readyz says why
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,71 @@
+"""One Settings value, read from the environment in main()/create_app() and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class SettingsError(Exception):
+    """A setting has a value intake cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with production-safe defaults."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    environment: str = "development"  # "production" refuses fault injection
+    max_body_bytes: int = 64 * 1024
+    db_pool_min: int = 4
+    db_pool_max: int = 24
+    db_connect_timeout_ms: int = 3000
+    db_acquire_timeout_ms: int = 2000
+    db_statement_timeout_ms: int = 5000
+    readiness_timeout_ms: int = 1000
+    shutdown_grace_ms: int = 10000
+    auth_cache_ttl_s: int = 10
+    faults: str = ""
+    log_level: str = "info"
+    log_format: str = "auto"  # auto: JSON unless stderr is a terminal
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables (see README: Configuration)."""
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            environment=env.get("INTAKE_ENV", "development"),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
+            db_pool_min=_int(env, "DB_POOL_MIN", 4),
+            db_pool_max=_int(env, "DB_POOL_MAX", 24),
+            db_connect_timeout_ms=_int(env, "DB_CONNECT_TIMEOUT_MS", 3000),
+            db_acquire_timeout_ms=_int(env, "DB_ACQUIRE_TIMEOUT_MS", 2000),
+            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000),
+            readiness_timeout_ms=_int(env, "READINESS_TIMEOUT_MS", 1000),
+            shutdown_grace_ms=_int(env, "SHUTDOWN_GRACE_MS", 10000),
+            auth_cache_ttl_s=_int(env, "AUTH_CACHE_TTL_S", 10),
+            faults=env.get("INTAKE_FAULTS", ""),
+            log_level=env.get("LOG_LEVEL", "info"),
+            log_format=env.get("LOG_FORMAT", "auto"),
+        )
+
+    def require_database_url(self) -> str:
+        """DATABASE_URL, or a clear error."""
+        if not self.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        return self.database_url
