@@ -136,3 +136,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from service.dev import run_dev
     return run_dev(settings, host=args.host, port=args.port, state_dir=args.state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,10 +63,9 @@ def _choose_port(requested: int | None, record: Path) -> int:
     """The requested port, else the one remembered in `record` if still free, else a fresh one."""
     if requested is not None:
         return requested
-    if record.is_file():
-        remembered = int(record.read_text())
-        if _port_is_free(remembered):
-            return remembered
+    remembered = record.read_text().strip() if record.is_file() else ""
+    if remembered.isdigit() and _port_is_free(int(remembered)):
+        return int(remembered)
     return free_port()
 
 
