@@ -1,0 +1,1 @@
+"""Benchmark harness: the submission endpoint beside three baselines (`python -m bench.run`)."""

@@ -1,0 +1,188 @@
+"""Benchmark the submission endpoint beside three baselines: `python -m bench.run [--quick]`.
+
+(a) pgbench writing submission-shaped rows, (b) a naive Litestar + asyncpg endpoint,
+(c) the same endpoint without a database, (d) the real service; (b)-(d) at 1 and 2
+uvicorn workers. All share one durable PostgreSQL started for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import database, real_service, report
+from bench.load import CONNECTIONS, ensure_wrk, run_wrk
+from bench.measurement import Measurement, unavailable
+from bench.raw_baseline import run_pgbench
+from bench.servers import running_server, uvicorn_argv
+from service.devstack import EmbeddedPostgres, free_port
+
+TARGETS = ("raw", "naive", "ceiling", "real")
+SUBMISSIONS_PATH = f"/v1/businesses/{real_service.BUSINESS_SLUG}/consult-submissions"
+# Connections the naive app holds in total, split across its workers: the same number of
+# PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
+# 2 cores: more backends contend for the same CPUs).
+NAIVE_POOL_TOTAL = 32
+# The baselines take no key; the header is still sent so every target parses the same request.
+UNUSED_KEY = "bench-baseline-takes-no-key"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement (default 15)")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up before each (default 5)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s measurements, 1 s warm-ups")
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts (default 1,2)")
+    parser.add_argument("--only", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.duration, options.warmup = 3, 1
+    options.workers = [int(w) for w in options.workers.split(",")]
+    options.only = [t for t in options.only.split(",") if t]
+    if unknown := set(options.only) - set(TARGETS):
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    return options
+
+
+class Bench:
+    """One run: the shared PostgreSQL, wrk, and the options every measurement uses."""
+
+    def __init__(self, postgres: EmbeddedPostgres, wrk: str, options: argparse.Namespace, logs: Path):
+        self.postgres, self.wrk, self.options, self.logs = postgres, wrk, options, logs
+
+    def raw(self) -> Measurement:
+        url = database.create_baseline_database(self.postgres, "bench_raw")
+        database.reset_baseline_tables(url)
+        run_pgbench(url, duration_s=self.options.warmup)
+        database.reset_baseline_tables(url)
+        return run_pgbench(url, duration_s=self.options.duration)
+
+    def ceiling(self, workers: int) -> Measurement:
+        argv = uvicorn_argv("bench.naive_app:create_ceiling_app", (port := free_port()), workers)
+        return self._http("ceiling", workers, argv, port, {}, UNUSED_KEY, None, lambda: None)
+
+    def naive(self, workers: int, url: str) -> Measurement:
+        database.reset_baseline_tables(url)
+        argv = uvicorn_argv("bench.naive_app:create_naive_app", (port := free_port()), workers)
+        env = {"DATABASE_URL": url, "BENCH_POOL_SIZE": str(NAIVE_POOL_TOTAL // workers)}
+        reset = lambda: database.reset_baseline_tables(url)  # noqa: E731
+        return self._http("naive", workers, argv, port, env, UNUSED_KEY, url, reset)
+
+    def real(self, workers: int) -> Measurement:
+        # A fresh database per worker count rather than a reset: the service's event log
+        # refuses TRUNCATE (append-only trigger), and the harness need not know its tables.
+        url = database.create_database(self.postgres, f"bench_real_{workers}w")
+        api_key = real_service.prepare(url)
+        argv = real_service.serve_argv((port := free_port()), workers)
+        env = real_service.service_env(url)
+        checkpoint = lambda: database.checkpoint(url)  # noqa: E731
+        return self._http("real", workers, argv, port, env, api_key, url, checkpoint)
+
+    def _http(
+        self, target: str, workers: int, argv: list[str], port: int, env: dict[str, str],
+        api_key: str, database_url: str | None, after_warmup: Callable[[], None],
+    ) -> Measurement:  # fmt: skip
+        url = f"http://127.0.0.1:{port}{SUBMISSIONS_PATH}"
+        log = self.logs / f"{target}-{workers}w.log"
+        with running_server(argv, port=port, env=env, log_path=log):
+            load = dict(api_key=api_key, target=target, workers=workers)
+            run_wrk(self.wrk, url, duration_s=self.options.warmup, **load)
+            after_warmup()
+            rows_before = database.count_events(database_url) if database_url else 0
+            measured = run_wrk(self.wrk, url, duration_s=self.options.duration, **load)
+        if database_url:
+            measured.rows_written = database.count_events(database_url) - rows_before
+        return measured
+
+
+def measure_all(bench: Bench) -> list[Measurement]:
+    """Every requested measurement, in table order; a failing one is recorded, not fatal."""
+    only, workers = bench.options.only, bench.options.workers
+    planned: list[tuple[str, int | None, Callable[[], Measurement]]] = []
+    if "raw" in only:
+        planned.append(("raw", None, bench.raw))
+    if "naive" in only:
+        naive_url = database.create_baseline_database(bench.postgres, "bench_naive")
+        planned += [("naive", w, lambda w=w: bench.naive(w, naive_url)) for w in workers]
+    if "ceiling" in only:
+        planned += [("ceiling", w, lambda w=w: bench.ceiling(w)) for w in workers]
+    if "real" in only:
+        planned += [("real", w, lambda w=w: bench.real(w)) for w in workers]
+    results = []
+    for target, count, measure in planned:
+        name = report.LABELS[target] + ("" if count is None else f" @{count}w")
+        print(f"measuring {name} ...", flush=True)
+        try:
+            results.append(measure())
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            reason = str(error).strip()
+            prefix = "real service" if target == "real" else name
+            print(f"{prefix}: unavailable ({reason})", flush=True)
+            results.append(unavailable(target, count, reason.splitlines()[0] if reason else "failed"))
+    return results
+
+
+def machine() -> dict[str, str | int]:
+    return {
+        "cpus": os.cpu_count() or 0,
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+    }
+
+
+def run(options: argparse.Namespace, command: str) -> report.RunRecord:
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        postgres = database.start_postgres(Path(workdir) / "postgres")
+        try:
+            version = database.server_version(postgres.url())
+            measurements = measure_all(Bench(postgres, wrk, options, Path(workdir)))
+        finally:
+            postgres.stop()
+    return report.RunRecord(
+        timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        command=command,
+        duration_s=options.duration,
+        warmup_s=options.warmup,
+        connections=CONNECTIONS,
+        machine=machine(),
+        postgres={"version": version, "durable": True, **database.SETTINGS},
+        measurements=measurements,
+        ratios=report.ratios(measurements),
+        valid=all(m.valid for m in measurements),
+    )
+
+
+def print_record(record: report.RunRecord, saved: Path) -> None:
+    print("\n" + report.text_table(record.measurements))
+    print("\nthroughput ratios:", "; ".join(report.ratio_lines(record.ratios)))
+    for m in record.measurements:
+        if m.unavailable is None and m.errors:
+            print(f"\n!!! {report.LABELS[m.target]} @{m.workers}w had {m.errors} FAILED requests:"
+                  f" this measurement is NOT a valid result. First failure: {m.error_sample}")  # fmt: skip
+        if m.unavailable is None and m.unstored:
+            print(f"\n!!! {report.LABELS[m.target]} @{m.workers}w acknowledged {m.unstored} submissions"
+                  " that are not in the events table: NOT a valid result.")  # fmt: skip
+    print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
+    print(report.markdown(record))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `python -m bench.run` and `make bench`."""
+    argv = sys.argv[1:] if argv is None else argv
+    options = parse_args(argv)
+    record = run(options, shlex.join(["python", "-m", "bench.run", *argv]))
+    print_record(record, report.write_json(record))
+    return 1 if any(m.errors or m.unstored for m in record.measurements) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
