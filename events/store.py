@@ -91,12 +91,12 @@ class EventStore:
 
     async def read_stream(self, stream_id: str) -> list[StoredEvent]:
         """Every event of one stream, in stream order."""
-        return [_decode(r) for r in await self._fetch("read_stream", stream_id)]
+        return [decode_record(r) for r in await self._fetch("read_stream", stream_id)]
 
     async def find_by_idempotency_key(self, business_id: int, key: str) -> tuple[StoredEvent, bytes] | None:
         """The event that first used this key, with its request fingerprint."""
         records = await self._fetch("find_by_idempotency_key", business_id, key)
-        return (_decode(records[0]), bytes(records[0]["request_fingerprint"])) if records else None
+        return (decode_record(records[0]), bytes(records[0]["request_fingerprint"])) if records else None
 
     async def stream_of_consultation(self, business_id: int, consultation_id: uuid.UUID) -> str | None:
         """The stream a consultation lives in, straight from the log."""
@@ -112,7 +112,7 @@ class EventStore:
             if not cursor:
                 raise UnknownPosition(f"{UnknownPosition.__doc__} ({after})")
             tx_id = cursor[0]["tx_id"]
-        return [_decode(r) for r in await self._fetch("read_all", tx_id, after, limit)]
+        return [decode_record(r) for r in await self._fetch("read_all", tx_id, after, limit)]
 
     async def _fetch(self, name: str, *args: object) -> list[asyncpg.Record]:
         with translating_driver_errors():
@@ -120,7 +120,8 @@ class EventStore:
                 return await conn.fetch(self._sql[name], *args)
 
 
-def _decode(record: asyncpg.Record) -> StoredEvent:
+def decode_record(record: asyncpg.Record) -> StoredEvent:
+    """A row of the log (as the named queries select it), decoded."""
     return StoredEvent(
         position=record["position"], event_id=record["event_id"], stream_id=record["stream_id"],
         stream_version=record["stream_version"], event_type=record["event_type"],

@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
 
+    commands.add_parser("worker", help="run the outbox relay and the projector workers")
+
+    projections = commands.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
+    projections.add_parser("status", help="applied vs head position, lag, parked streams")
+    projections.add_parser("sweep", help="catch up every stream whose projections lag the log")
+    retry = projections.add_parser("retry", help="un-park parked streams and apply them again")
+    retry.add_argument("projection", nargs="?", help="only this projection")
+
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--check", action="store_true", help="exit 1 if the schema differs from sql/migrations")
 
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("keys create --business needs --scopes")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "dev": _dev, "serve": _serve, "migrate": _migrate, "businesses": _businesses, "keys": _keys,
+        "worker": _worker, "projections": _projections,
     }
     try:
         return handlers[args.command](args, Settings.from_env())
@@ -131,6 +140,16 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.runner import serve
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.worker import main as worker_main
+    return worker_main(settings)
+
+
+def _projections(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.operations import run_command
+    return _run(run_command(args.action, settings, projection=getattr(args, "projection", None)))
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:

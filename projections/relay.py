@@ -1,0 +1,106 @@
+"""The outbox relay: hands committed outbox rows to arq as jobs, then deletes them.
+
+Rows are claimed with FOR UPDATE SKIP LOCKED, so several relays can run. A
+row is deleted only in the transaction that claimed it and only after its job
+is in Redis; if Redis is down the rows stay (deferred with backoff) and
+ingestion is unaffected. Job ids make a duplicate enqueue harmless, and jobs
+carry stream ids only: the projector reads the events from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import redis.exceptions
+import structlog
+from arq.connections import ArqRedis
+
+from events.errors import StoreUnavailable, translating_driver_errors
+from events.sqlfiles import queries
+
+CHANNEL = "intake_outbox"
+BATCH = 500
+POLL_INTERVAL_S = 1.0  # the fallback when a notification is missed (or the listener is reconnecting)
+RECONNECT_MAX_S = 5.0
+JOB = "project_stream"
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_log = structlog.get_logger("intake.relay")
+
+
+def job_id(stream_id: str, position: int) -> str:
+    """One job per (stream, newest position in the batch): re-enqueueing the same rows is a no-op."""
+    return f"project:{stream_id}:{position}"
+
+
+class Relay:
+    """Drains the outbox into arq; `run()` until `stop` is set."""
+
+    def __init__(self, pool: asyncpg.Pool, redis_pool: ArqRedis, database_url: str) -> None:
+        self._pool = pool
+        self._redis = redis_pool
+        self._database_url = database_url
+        self._wake = asyncio.Event()
+        self._sql = queries("projections")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay on every notification, and at least every POLL_INTERVAL_S."""
+        listener = asyncio.create_task(self._listen(stop))
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+                self._wake.clear()
+                try:
+                    while await self.relay_once() == BATCH:
+                        pass  # a full batch: there is probably more
+                except StoreUnavailable:
+                    _log.warning("relay.database_unavailable")
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def relay_once(self) -> int:
+        """Move one batch from the outbox to Redis; returns rows relayed (0 if Redis is down)."""
+        with translating_driver_errors():
+            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
+                rows = await conn.fetch(self._sql["claim_outbox"], BATCH)
+                if not rows:
+                    return 0
+                newest: dict[str, int] = {}
+                for row in rows:
+                    newest[row["stream_id"]] = max(row["position"], newest.get(row["stream_id"], 0))
+                positions = [row["position"] for row in rows]
+                try:
+                    for stream_id, position in newest.items():
+                        await self._redis.enqueue_job(JOB, stream_id, _job_id=job_id(stream_id, position))
+                except _REDIS_DOWN as error:
+                    await conn.execute(self._sql["defer_outbox"], positions)
+                    _log.warning("relay.redis_unavailable", rows=len(rows), error=type(error).__name__)
+                    return 0
+                await conn.execute(self._sql["delete_outbox"], positions)
+        _log.debug("outbox.relayed", rows=len(rows), jobs=len(newest))
+        return len(rows)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """A dedicated LISTEN connection that reconnects by itself with backoff."""
+        delay = 0.1
+        while not stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(self._database_url, timeout=5)
+                await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                delay = 0.1
+                self._wake.set()  # catch up on anything committed while not listening
+                while not stop.is_set() and not conn.is_closed():
+                    await asyncio.sleep(0.5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                _log.warning("relay.listener_reconnecting", error=type(error).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(OSError, asyncpg.InterfaceError):
+                        await conn.close(timeout=1)
