@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from events.errors import AppendConflict, translating_driver_errors
+from events.errors import AppendConflict, StoreUnavailable, translating_driver_errors
 from events.sqlfiles import queries
 
 MAX_BATCH = 256  # rows per statement: bounds statement size and a batch's latency
@@ -95,25 +95,20 @@ class GroupCommitter:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
             outcomes = await self._commit(batch)
-        except _PartialRequest:
-            # Never expected with single-stream requests; handled anyway by
-            # giving every request its own transaction, where partial = conflict.
-            for one in batch:
-                await self._commit_batch_alone(one)
-            return
-        except Exception as error:  # forwarded to every waiting request, never swallowed
+        except StoreUnavailable as error:  # the database is gone for everyone alike
             outcomes = [error] * len(batch)
+        except Exception as error:  # each request below meets only its own error, never swallowed
+            if len(batch) == 1:
+                outcomes = [AppendConflict(AppendConflict.__doc__) if isinstance(error, _PartialRequest) else error]
+            else:
+                # A partial request (never expected with single-stream requests) or
+                # a row the database refuses must not fail the other requests that
+                # happened to share the batch: give each its own transaction.
+                for one in batch:
+                    await self._commit_batch([one])
+                return
         for pending, outcome in zip(batch, outcomes, strict=True):
             _settle(pending.future, outcome)
-
-    async def _commit_batch_alone(self, pending: _Pending) -> None:
-        try:
-            [outcome] = await self._commit([pending])
-        except _PartialRequest:
-            outcome = AppendConflict(AppendConflict.__doc__)
-        except Exception as error:  # forwarded to the waiting request, never swallowed
-            outcome = error
-        _settle(pending.future, outcome)
 
     async def _commit(self, batch: list[_Pending]) -> list[Committed | Exception]:
         rows = [row for pending in batch for row in pending.rows]

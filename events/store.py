@@ -111,7 +111,7 @@ class EventStore:
             cursor = await self._fetch("cursor_of_position", after)
             if not cursor:
                 raise UnknownPosition(f"{UnknownPosition.__doc__} ({after})")
-            tx_id = cursor[0]["tx_id"]
+            tx_id = cursor[0]["tx_text"]
         return [decode_record(r) for r in await self._fetch("read_all", tx_id, after, limit)]
 
     async def _fetch(self, name: str, *args: object) -> list[asyncpg.Record]:

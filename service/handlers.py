@@ -116,7 +116,14 @@ class Intake:
             if stream is None:
                 raise domain.ConsultationNotFound(domain.ConsultationNotFound.__doc__)
             state = domain.fold(await self._store.read_stream(stream))
-            event = domain.decide_decision(command, state)
+            try:
+                event = domain.decide_decision(command, state)
+            except domain.AlreadyDecided:
+                # A twin request under the same key may have committed between the
+                # key check above and the stream read: that is a replay, not a conflict.
+                if prior := await self._replay(business_id, key):
+                    return prior
+                raise
             if outcome := await self._append(stream, state.version, event, business_id, key, meta):
                 return outcome
         raise TooMuchContention(TooMuchContention.__doc__)

@@ -13,10 +13,14 @@ from service.http.problems import FieldError, MalformedJson, UnsupportedMediaTyp
 
 # Ids are opaque to us: 1–128 visible ASCII characters (no spaces or control characters).
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S")]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")]
+# Free text: anything but NUL, which PostgreSQL cannot store in jsonb (it would be a 500, not a 422).
+_TEXT = r"^[^\x00]*$"
+_TEXT_NOT_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=_TEXT_NOT_BLANK)]
+Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s.\x00]+$")]
 Phone = Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}$")]  # E.164
-Text2000 = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"\S")]
+Text2000 = Annotated[str, Meta(min_length=1, max_length=2000, pattern=_TEXT_NOT_BLANK)]
+Text = Annotated[str, Meta(pattern=_TEXT)]
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -37,7 +41,7 @@ class AnswerIn(_Body, frozen=True):
     """One questionnaire answer."""
 
     question_id: Id
-    answer: Annotated[str, Meta(max_length=2000)]
+    answer: Annotated[str, Meta(max_length=2000, pattern=_TEXT)]
 
 
 class SubmissionIn(_Body, frozen=True):
@@ -47,7 +51,7 @@ class SubmissionIn(_Body, frozen=True):
     product_id: Id
     patient: PatientIn
     chief_complaint: Text2000
-    medical_history: Annotated[str, Meta(max_length=10000)] | None = None
+    medical_history: Annotated[str, Meta(max_length=10000, pattern=_TEXT)] | None = None
     answers: Annotated[tuple[AnswerIn, ...], Meta(max_length=100)] = ()
 
 
@@ -79,7 +83,7 @@ def decode_body(raw: bytes, into: type[T]) -> T:
         return decoder.decode(raw)
     except msgspec.ValidationError as error:
         raise ValidationFailed("The request body is not valid.", [field_error(str(error))]) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 is malformed JSON too
         raise MalformedJson("The request body is not valid JSON.") from None
 
 

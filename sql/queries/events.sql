@@ -55,8 +55,10 @@ WHERE event_type = 'consult.submitted' AND payload ->> 'consultation_id' = $1 AN
 -- transactions below the snapshot's xmin are final (every such transaction has
 -- ended), so reading only those, in (tx_id, position) order, never skips.
 -- $1/$2 is the cursor: the (tx_id, position) of the last event seen.
+-- (No `tx_id::text AS tx_id` in the select list: ORDER BY would then sort by that
+-- text alias, and '1000' < '997'.)
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at, tx_id::text AS tx_id
+       payload::text AS payload, metadata::text AS metadata, recorded_at
 FROM events
 WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (tx_id, position) > ($1::text::xid8, $2::bigint)
@@ -64,4 +66,4 @@ ORDER BY tx_id, position
 LIMIT $3;
 
 -- name: cursor_of_position
-SELECT tx_id::text AS tx_id FROM events WHERE position = $1;
+SELECT tx_id::text AS tx_text FROM events WHERE position = $1;

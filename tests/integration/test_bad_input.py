@@ -51,12 +51,15 @@ class Case:
     id: str
     status: int
     problem: str  # the slug at the end of the problem type URI
-    body: bytes
+    body: bytes = dataclasses.field(repr=False)
     field: str | None = None  # the dotted path the 422 `errors` must name
     leak: str | None = None  # patient data sent in the request that the answer must not contain
     content_type: str | None = "application/json"
-    authorization: Callable[[Keys], str | None] = lambda keys: f"Bearer {keys.acme.key}"
-    idempotency_key: Callable[[], str | bytes | None] = lambda: uuid.uuid4().hex
+    chunked: bool = False  # sent without Content-Length, so the limit must hold while streaming
+    authorization: Callable[[Keys], str | None] = dataclasses.field(
+        default=lambda keys: f"Bearer {keys.acme.key}", repr=False)
+    idempotency_key: Callable[[], str | bytes | None] = dataclasses.field(
+        default=lambda: uuid.uuid4().hex, repr=False)
 
 
 # --- building bodies --------------------------------------------------------------------
@@ -92,10 +95,12 @@ def encoded(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def invalid(case_id: str, path: str, value: Any, *, field: str | None = None, leak: bool = True) -> Case:
+def invalid(case_id: str, path: str, value: Any, *, field: str | None = None, leak: bool | str = True) -> Case:
     """A 422 for one field set to a bad value; string values count as patient data that must not leak."""
+    if leak is True:
+        leak = value if isinstance(value, str) and value.strip() else False
     return Case(case_id, 422, "validation-failed", encoded(changed(path, value)), field=field or path,
-                leak=value if leak and isinstance(value, str) and value.strip() else None)
+                leak=leak or None)
 
 
 def unchanged_body(case_id: str, status: int, problem: str, **fields: Any) -> Case:
@@ -121,8 +126,10 @@ CASES: list[Case] = [
     Case("json-latin1-encoded", 400, "malformed-json",
          json.dumps(changed("patient.first_name", "Zo\u00e9-Latin1"), ensure_ascii=False).encode("latin-1"),
          leak="Latin1"),
-    Case("json-invalid-utf8-bytes", 400, "malformed-json",
-         VALID.replace(b'"Ada"', b'"Ad\xff\xfe"')),
+    Case("json-invalid-utf8-in-a-value", 400, "malformed-json", VALID.replace(b'"Ada"', b'"Ad\xff\xfe"')),
+    Case("json-invalid-utf8-in-a-key", 400, "malformed-json", VALID.replace(b'"customer_id"', b'"cust\xffomer_id"')),
+    Case("json-overlong-utf8", 400, "malformed-json", VALID.replace(b'"Ada"', b'"\xc0\xafAda"')),
+    Case("json-utf16-encoded", 400, "malformed-json", json.dumps(submission()).encode("utf-16")),
     # JSON that is not an object: 422 on the body itself.
     Case("json-array", 422, "validation-failed", b"[]", field="body"),
     Case("json-string", 422, "validation-failed", b'"hello"', field="body"),
@@ -172,6 +179,11 @@ CASES: list[Case] = [
     invalid("whitespace-first-name", "patient.first_name", "   "),
     invalid("whitespace-last-name", "patient.last_name", "\t \n"),
     invalid("whitespace-chief-complaint", "chief_complaint", "    "),
+    # NUL characters: valid JSON (\u0000) that PostgreSQL cannot store as text.
+    invalid("nul-in-first-name", "patient.first_name", "Nul\x00first-zz", leak="first-zz"),
+    invalid("nul-in-chief-complaint", "chief_complaint", "Nul\x00complaint-zz", leak="complaint-zz"),
+    invalid("nul-in-medical-history", "medical_history", "Nul\x00history-zz", leak="history-zz"),
+    invalid("nul-in-answer", "answers[0].answer", "Nul\x00answer-zz", leak="answer-zz"),
     # Dates of birth.
     invalid("date-february-30", "patient.date_of_birth", "2023-02-30"),
     invalid("date-not-a-date", "patient.date_of_birth", "not-a-date-of-birth"),
@@ -201,12 +213,14 @@ CASES: list[Case] = [
     # Over the body limit: 413.
     Case("body-over-64-kib", 413, "payload-too-large", encoded(changed("medical_history", PADDING)),
          leak="history-padding-"),
+    Case("body-over-64-kib-chunked", 413, "payload-too-large", encoded(changed("medical_history", PADDING)),
+         leak="history-padding-", chunked=True),
     # Authentication: 401 before anything else is looked at.
     unchanged_body("auth-missing", 401, "unauthenticated", authorization=lambda keys: None),
     unchanged_body("auth-basic-scheme", 401, "unauthenticated",
                    authorization=lambda keys: "Basic YWNtZTpzZWNyZXQ="),
     unchanged_body("auth-key-without-scheme", 401, "unauthenticated", authorization=lambda keys: keys.acme.key),
-    unchanged_body("auth-bearer-without-key", 401, "unauthenticated", authorization=lambda keys: "Bearer "),
+    unchanged_body("auth-bearer-without-key", 401, "unauthenticated", authorization=lambda keys: "Bearer"),
     unchanged_body("auth-unknown-key", 401, "unauthenticated",
                    authorization=lambda keys: "Bearer ik_" + "u" * 43),
     unchanged_body("auth-not-a-key", 401, "unauthenticated", authorization=lambda keys: "Bearer not-a-real-key"),
@@ -281,6 +295,12 @@ async def rows_written(db: asyncpg.Connection) -> tuple[int, int]:
     return row["events"], row["outbox"]
 
 
+async def in_chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
+    """The body as a stream, which httpx sends with chunked transfer encoding."""
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
 def request_headers(case: Case, keys: Keys) -> dict[str, str | bytes]:
     """The case's headers; an absent value leaves the header out."""
     wanted = {"Authorization": case.authorization(keys), "Idempotency-Key": case.idempotency_key(),
@@ -294,10 +314,13 @@ def request_headers(case: Case, keys: Keys) -> dict[str, str | bytes]:
 async def test_bad_input_is_rejected_with_a_problem_and_writes_nothing(case: Case, client: httpx.AsyncClient,
                                                                         keys: Keys, module_db: asyncpg.Connection):
     before = await rows_written(module_db)
-    response = await client.post(URL, content=case.body, headers=request_headers(case, keys))
+    content = in_chunks(case.body) if case.chunked else case.body
+    response = await client.post(URL, content=content, headers=request_headers(case, keys))
     after = await rows_written(module_db)
     _ANSWERED[case.id] = response.status_code
 
+    # Compared with `before`, not (0, 0): a leak here must not fail the cases that follow.
+    assert after == before, f"the rejected request wrote rows: (events, outbox) {before} -> {after}"
     assert response.status_code < 500, f"server error: {response.status_code} {response.text[:500]}"
     assert response.status_code == case.status, response.text[:500]
     assert response.headers["content-type"] == "application/problem+json"
@@ -318,7 +341,6 @@ async def test_bad_input_is_rejected_with_a_problem_and_writes_nothing(case: Cas
     if case.leak is not None:
         assert case.leak not in answered, "the answer echoes patient data"
     assert not [word for word in INTERNALS if word in response.text], response.text[:500]
-    assert after == before == (0, 0), f"rows in (events, outbox): before {before}, after {after}"
 
 
 async def test_no_row_of_the_table_got_a_server_error(module_db: asyncpg.Connection):

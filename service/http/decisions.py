@@ -1,0 +1,41 @@
+"""POST /v1/businesses/{slug}/consultations/{consultation_id}/decision: parse → command → handle → answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Request, Response, post
+
+from service import domain
+from service.http.auth import Tenant, requires
+from service.http.problems import NotFound
+from service.http.schemas import DecisionIn, check_json_content_type, decode_body
+from service.http.submissions import answer, event_metadata, idempotency_key
+
+
+def consultation_id_of(request: Request) -> uuid.UUID:
+    """The consultation in the path; an id that is not a UUID names nothing, so it is not found."""
+    try:
+        return uuid.UUID(request.path_params["consultation_id"])
+    except ValueError:
+        raise NotFound("No such consultation for this business.") from None
+
+
+@post("/v1/businesses/{slug:str}/consultations/{consultation_id:str}/decision",
+      guards=[requires("consultations:decide")], status_code=200,
+      summary="Approve or reject a pending consultation", tags=["decisions"])
+async def decide_consultation(request: Request) -> Response[bytes]:
+    """Record a decision exactly once per Idempotency-Key; see the API contract, section 4."""
+    tenant: Tenant = request.state.tenant
+    check_json_content_type(request.headers.get("content-type"))
+    body = decode_body(await request.body(), DecisionIn)
+    consultation_id = consultation_id_of(request)
+    # The target is part of the fingerprint: the same key sent for another
+    # consultation is a reused key (422), never a replay of the first answer.
+    key = idempotency_key(request, b"decide:%d:%s" % (tenant.business_id, str(consultation_id).encode()), body)
+    state = request.app.state
+    command = domain.DecideConsult(consultation_id=consultation_id, decision=body.decision,
+                                   reason=body.reason, clinician_id=body.clinician_id, at=state.clock())
+    await state.faults.hit("request.before_append")
+    outcome = await state.intake.decide(tenant.business_id, command, key, event_metadata(request, tenant))
+    return answer(outcome)
