@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import structlog
 import uvicorn
 
+from projections.worker import run_worker
 from service import admin, migrations
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
@@ -39,10 +42,36 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
             settings = dataclasses.replace(settings, redis_url=redis.url())
             _log.info("dev.redis_started", port=redis.port)
         asyncio.run(_prepare(settings, host, port))
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))
-        server.run()  # returns after SIGINT/SIGTERM and a graceful shutdown bounded by SHUTDOWN_GRACE_MS
+        asyncio.run(_serve_everything(settings, host, port))
     _log.info("dev.stopped")
     return 0
+
+
+class _Server(uvicorn.Server):
+    # Signals are handled once, below, for the API and the workers together.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_everything(settings: Settings, host: str, port: int) -> None:
+    """The API, the outbox relay and the projector workers until SIGINT/SIGTERM, then a bounded shutdown."""
+    stop = asyncio.Event()
+    server = _Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))
+
+    def shut_down() -> None:
+        server.should_exit = True
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shut_down)
+    workers = asyncio.create_task(run_worker(settings, stop))
+    try:
+        await server.serve()  # in-flight requests get SHUTDOWN_GRACE_MS
+    finally:
+        stop.set()
+        await asyncio.wait_for(workers, timeout=settings.shutdown_grace_ms / 1000)
 
 
 async def _prepare(settings: Settings, host: str, port: int) -> None:

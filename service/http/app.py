@@ -17,7 +17,7 @@ from service import migrations
 from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
-from service.http import events_api, ops, submissions
+from service.http import decisions, events_api, ops, reads, submissions
 from service.http.auth import ApiKeys
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
@@ -53,7 +53,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
             await pool.close()
 
     app = Litestar(
-        route_handlers=[submissions.submit_consult, events_api.list_events, ops.livez, ops.readyz, ops.metrics],
+        route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router,
+                        events_api.list_events, ops.livez, ops.readyz, ops.metrics],
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id, "migrations": migrations.load_migrations()}),

@@ -9,6 +9,7 @@ from service.http.auth import requires
 from service.http.problems import InvalidParameter
 
 MAX_LIMIT = 1000
+MAX_BIGINT = 2**63 - 1  # larger values cannot be a position; rejecting them avoids a driver error (500)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -29,8 +30,8 @@ def _int_param(request: Request, name: str, default: int, low: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < low:
-        raise InvalidParameter(f"'{name}' must be an integer >= {low}.")
+    if not raw.isdigit() or not low <= int(raw) <= MAX_BIGINT:
+        raise InvalidParameter(f"'{name}' must be an integer from {low} to {MAX_BIGINT}.")
     return int(raw)
 
 

@@ -80,3 +80,14 @@ def test_serve_refuses_fault_injection_in_production():
                                                        "INTAKE_FAULTS": "append.after_commit=crash",
                                                        "DATABASE_URL": "postgresql://x@127.0.0.1:1/x"})
     assert result.returncode == 1 and "production" in result.stderr
+
+
+async def test_events_api_rejects_positions_beyond_bigint_as_400(settings, db):
+    from service import admin
+    key = (await admin.create_key(db, business=None, scopes=[], admin=True)).key
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        huge = await client.get("/v1/events", params={"after": "99999999999999999999"},
+                                headers={"Authorization": f"Bearer {key}"})
+        empty = await client.get("/v1/events", headers={"Authorization": f"Bearer {key}"})
+    assert huge.status_code == 400 and huge.json()["type"] == "https://intake.dev/problems/invalid-parameter"
+    assert empty.status_code == 200 and empty.json() == {"events": [], "next_after": 0}
