@@ -8,10 +8,9 @@ import uuid
 import asyncpg
 import msgspec
 
-from events.sqlfiles import queries
 from events.store import StoredEvent
 from events.types import ConsultDecided, ConsultSubmitted
-from projections.consultations import consultation_of
+from projections.consultations import apply_per_consultation
 
 NAME = "approvals"
 
@@ -45,16 +44,5 @@ def evolve(row: ApprovalRow | None, event: StoredEvent) -> ApprovalRow | None:
 
 
 async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
-    """Load the row, evolve it, write it back."""
-    consultation_id = consultation_of(event)
-    if consultation_id is None:
-        return
-    sql = queries("projections")
-    record = await conn.fetchrow(sql["get_approval_row"], consultation_id)
-    current = ApprovalRow(**dict(record)) if record else None
-    row = evolve(current, event)
-    if row is None:
-        raise LookupError("a decision arrived for an approval this projection has not seen")
-    if row is current:
-        return
-    await conn.execute(sql["upsert_approval"], *msgspec.structs.astuple(row))
+    """Write `evolve`'s result for the event's consultation."""
+    await apply_per_consultation(conn, event, table="approval", row_type=ApprovalRow, evolve=evolve)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -13,6 +15,7 @@ from events.store import StoredEvent
 from events.types import ConsultDecided, ConsultSubmitted
 
 NAME = "consultations"
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 class ConsultationRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,17 +60,26 @@ def consultation_of(event: StoredEvent) -> uuid.UUID | None:
         event.data, ConsultSubmitted | ConsultDecided) else None
 
 
-async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
-    """Load the row, evolve it, write it back (the stream's checkpoint lock serializes this)."""
+async def apply_per_consultation(conn: asyncpg.Connection, event: StoredEvent, *, table: str,
+                                 row_type: type[T], evolve: Callable[[T | None, StoredEvent], T | None]) -> None:
+    """Load a consultation-keyed row, evolve it, write it back.
+
+    Safe as load-then-write because the stream's checkpoint lock serializes
+    every event of the consultation's stream.
+    """
     consultation_id = consultation_of(event)
     if consultation_id is None:
         return
     sql = queries("projections")
-    record = await conn.fetchrow(sql["get_consultation_row"], consultation_id)
-    current = ConsultationRow(**dict(record)) if record else None
+    record = await conn.fetchrow(sql[f"get_{table}_row"], consultation_id)
+    current = row_type(**dict(record)) if record else None
     row = evolve(current, event)
     if row is None:
-        raise LookupError("a decision arrived for a consultation this projection has not seen")
-    if row is current:
-        return
-    await conn.execute(sql["upsert_consultation"], *msgspec.structs.astuple(row))
+        raise LookupError(f"a decision arrived for a {table} row this projection has not seen")
+    if row is not current:
+        await conn.execute(sql[f"upsert_{table}"], *msgspec.structs.astuple(row))
+
+
+async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
+    """Write `evolve`'s result for the event's consultation."""
+    await apply_per_consultation(conn, event, table="consultation", row_type=ConsultationRow, evolve=evolve)

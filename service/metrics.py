@@ -21,6 +21,15 @@ class Metrics:
             ("event_type",), registry=self.registry)
         self.outbox_backlog = Gauge(
             "intake_outbox_backlog", "Outbox rows not yet relayed.", registry=self.registry)
+        self.projection_lag_events = Gauge(
+            "intake_projection_lag_events", "Events in the log a projection has not applied yet.",
+            ("projection",), registry=self.registry)
+        self.projection_lag_seconds = Gauge(
+            "intake_projection_lag_seconds", "Age of the oldest event a projection has not applied yet.",
+            ("projection",), registry=self.registry)
+        self.projection_parked = Gauge(
+            "intake_projection_parked_streams", "Streams parked after their projection kept failing.",
+            ("projection",), registry=self.registry)
         self.outbox_oldest_age = Gauge(
             "intake_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet relayed.",
             registry=self.registry)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from redis.asyncio import Redis
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
@@ -47,10 +48,14 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
             api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
         )
+        if settings.redis_url:  # only for /readyz's report; the API never needs Redis to accept writes
+            app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         try:
             yield
         finally:
             await pool.close()
+            if settings.redis_url:
+                await app.state.redis.aclose()
 
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import redis.exceptions
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from events.errors import StoreUnavailable, translating_driver_errors
 from events.sqlfiles import queries
+from projections.operations import status as projection_status
 from service import migrations
 
 
@@ -34,8 +36,24 @@ async def readyz(request: Request) -> Response[dict[str, object]]:
     except (StoreUnavailable, TimeoutError):
         checks["database"] = "unavailable"
     ready = all(value == "ok" for value in checks.values())
-    return Response({"status": "ready" if ready else "not ready", "checks": checks},
+    # Redis is transport, never truth: ingestion works without it, so it is
+    # reported here but never makes the API unready.
+    report = {"status": "ready" if ready else "not ready", "checks": checks,
+              "degraded": {"redis": await _redis_state(state)}}
+    return Response(report,
                     status_code=200 if ready else 503, headers={} if ready else {"Retry-After": "1"})
+
+
+async def _redis_state(state: object) -> str:
+    client = getattr(state, "redis", None)
+    if client is None:
+        return "not configured"
+    try:
+        async with asyncio.timeout(state.settings.readiness_timeout_ms / 1000):  # type: ignore[attr-defined]
+            await client.ping()
+    except (TimeoutError, OSError, redis.exceptions.RedisError):
+        return "unavailable"
+    return "ok"
 
 
 @get("/metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
@@ -46,8 +64,13 @@ async def metrics(request: Request) -> Response[bytes]:
         with translating_driver_errors():
             async with state.pool.acquire(timeout=state.settings.readiness_timeout_ms / 1000) as conn:
                 row: asyncpg.Record = await conn.fetchrow(queries("admin")["outbox_stats"])
+                lag = await projection_status(conn)
         state.metrics.outbox_backlog.set(row["backlog"])
         state.metrics.outbox_oldest_age.set(row["oldest_age_s"])
+        for projection in lag:
+            state.metrics.projection_lag_events.labels(projection.projection).set(projection.lag_events)
+            state.metrics.projection_lag_seconds.labels(projection.projection).set(projection.lag_seconds)
+            state.metrics.projection_parked.labels(projection.projection).set(projection.parked)
     except StoreUnavailable:
         pass  # the scrape still answers; the gauges keep their last values and /readyz says why
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
