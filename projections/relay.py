@@ -21,7 +21,10 @@ from events.errors import StoreUnavailable, translating_driver_errors
 from events.sqlfiles import queries
 
 CHANNEL = "intake_outbox"
-BATCH = 500
+# Small on purpose: a batch's rows are deleted only when its transaction commits,
+# so a relay killed mid-batch loses (and re-enqueues, harmlessly) at most this much
+# work; with 500, workers SIGKILLed every ~2 s never finished a batch at all.
+BATCH = 50
 POLL_INTERVAL_S = 1.0  # the fallback when a notification is missed (or the listener is reconnecting)
 RECONNECT_MAX_S = 5.0
 JOB = "project_stream"

@@ -22,6 +22,7 @@ from events.errors import StoreUnavailable
 from projections.projector import Projector
 from projections.relay import JOB, Relay
 from service.db import create_pool as create_db_pool
+from service.logs import configure_logging
 from service.settings import Settings
 
 POLL_DELAY_S = 0.01  # arq polls a sorted set; this bounds the queueing part of projection lag
@@ -103,6 +104,7 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]], stop: async
 
 def main(settings: Settings) -> int:
     """Entry point of `intake worker`: stops cleanly on SIGINT/SIGTERM."""
+    configure_logging(settings.log_level, settings.log_format)
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
