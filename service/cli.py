@@ -14,9 +14,6 @@ import asyncpg
 from service import admin, migrations
 from service.settings import Settings
 
-DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (also read by the compose.yaml structure test)."""
     parser = argparse.ArgumentParser(prog="intake", description="Event-sourced consult intake.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class SettingsError(Exception):
@@ -40,7 +40,6 @@ class Settings:
     faults: str = ""
     log_level: str = "info"
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

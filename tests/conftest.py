@@ -3,6 +3,7 @@ database cloned per test (CREATE DATABASE … TEMPLATE), and tenants with API ke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -67,21 +68,29 @@ async def template_database(postgres: EmbeddedPostgres) -> str:
     return TEMPLATE
 
 
+@contextlib.asynccontextmanager
+async def cloned_database(postgres: EmbeddedPostgres, template: str, name: str) -> AsyncIterator[str]:
+    """A database cloned from the migrated template for as long as the block runs; yields its URL."""
+    conn = await asyncpg.connect(postgres.url())
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    finally:
+        await conn.close()
+    try:
+        yield postgres.url(name)
+    finally:
+        conn = await asyncpg.connect(postgres.url())
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def database_url(postgres: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"test_{os.getpid()}_{next(_counter)}"
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
-    finally:
-        await conn.close()
-    yield postgres.url(name)
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with cloned_database(postgres, template_database, f"test_{os.getpid()}_{next(_counter)}") as url:
+        yield url
 
 
 @pytest.fixture

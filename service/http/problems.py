@@ -110,6 +110,7 @@ class _Kind:
     retry_after: int | None = None
 
 
+_BY_EXCEPTION_VALIDATION = _Kind(422, "validation-failed", "Validation failed")
 _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     StoreUnavailable: _Kind(503, "database-unavailable", "Database unavailable", retry_after=1),
     TooMuchContention: _Kind(503, "contention", "Too much contention, retry", retry_after=1),
@@ -151,5 +152,3 @@ def _classify(exc: Exception) -> tuple[_Kind, str | None, Sequence[FieldError]]:
         return _Kind(exc.status_code, slug, slug.replace("-", " ").capitalize()), exc.detail, ()
     return _Kind(500, "internal-error", "Internal server error"), None, ()
 
-
-_BY_EXCEPTION_VALIDATION = _Kind(422, "validation-failed", "Validation failed")

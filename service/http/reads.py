@@ -209,7 +209,7 @@ async def _wait_for_projection(request: Request, projection: str) -> Tenant:
     position = _integer(request, "min_position", low=0)
     if position:
         # One per app, made on first use: it holds no connection, only floors.
-        freshness: Freshness = request.app.state.setdefault("read_freshness", Freshness())
+        freshness: Freshness = request.app.state.read_freshness
         await freshness.wait(request, projection, tenant.business_id, position)
     return tenant
 

@@ -25,7 +25,7 @@ import pytest
 
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.settings import Settings
-from tests.conftest import TenantKeys, make_tenant
+from tests.conftest import TenantKeys, cloned_database, make_tenant
 from tests.support.payloads import submission
 from tests.support.servers import running_api
 
@@ -251,17 +251,8 @@ _ANSWERED: dict[str, int] = {}
 async def module_database_url(postgres: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database shared by the table's cases (none of which may write)."""
     name = f"test_bad_input_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
-    finally:
-        await conn.close()
-    yield postgres.url(name)
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with cloned_database(postgres, template_database, name) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
