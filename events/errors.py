@@ -32,6 +32,11 @@ _UNAVAILABLE = (
 )
 
 
+def is_outage(error: BaseException) -> bool:
+    """Whether a driver error means the database is unreachable (rather than a query being wrong)."""
+    return isinstance(error, _UNAVAILABLE)
+
+
 @contextlib.contextmanager
 def translating_driver_errors() -> Iterator[None]:
     """Turn connection-level driver failures into StoreUnavailable."""

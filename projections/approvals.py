@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 
 from events.store import StoredEvent
 from events.types import ConsultDecided, ConsultSubmitted
-from projections.consultations import apply_per_consultation
+from projections.rows import apply_per_consultation
 
 NAME = "approvals"
 
@@ -43,6 +44,6 @@ def evolve(row: ApprovalRow | None, event: StoredEvent) -> ApprovalRow | None:
     return row
 
 
-async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
-    """Write `evolve`'s result for the event's consultation."""
-    await apply_per_consultation(conn, event, table="approval", row_type=ApprovalRow, evolve=evolve)
+async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    """Write `evolve`'s result for every consultation in the batch."""
+    await apply_per_consultation(conn, events, table="approval", row_type=ApprovalRow, evolve=evolve)

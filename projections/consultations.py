@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 
-from events.sqlfiles import queries
 from events.store import StoredEvent
 from events.types import ConsultDecided, ConsultSubmitted
+from projections.rows import apply_per_consultation
 
 NAME = "consultations"
-T = TypeVar("T", bound=msgspec.Struct)
 
 
 class ConsultationRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,32 +52,6 @@ def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow |
     return row
 
 
-def consultation_of(event: StoredEvent) -> uuid.UUID | None:
-    """The consultation an event is about, if any."""
-    return getattr(event.data, "consultation_id", None) if isinstance(
-        event.data, ConsultSubmitted | ConsultDecided) else None
-
-
-async def apply_per_consultation(conn: asyncpg.Connection, event: StoredEvent, *, table: str,
-                                 row_type: type[T], evolve: Callable[[T | None, StoredEvent], T | None]) -> None:
-    """Load a consultation-keyed row, evolve it, write it back.
-
-    Safe as load-then-write because the stream's checkpoint lock serializes
-    every event of the consultation's stream.
-    """
-    consultation_id = consultation_of(event)
-    if consultation_id is None:
-        return
-    sql = queries("projections")
-    record = await conn.fetchrow(sql[f"get_{table}_row"], consultation_id)
-    current = row_type(**dict(record)) if record else None
-    row = evolve(current, event)
-    if row is None:
-        raise LookupError(f"a decision arrived for a {table} row this projection has not seen")
-    if row is not current:
-        await conn.execute(sql[f"upsert_{table}"], *msgspec.structs.astuple(row))
-
-
-async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
-    """Write `evolve`'s result for the event's consultation."""
-    await apply_per_consultation(conn, event, table="consultation", row_type=ConsultationRow, evolve=evolve)
+async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    """Write `evolve`'s result for every consultation in the batch."""
+    await apply_per_consultation(conn, events, table="consultation", row_type=ConsultationRow, evolve=evolve)

@@ -48,8 +48,7 @@ async def run_command(action: str, settings: Settings, *, projection: str | None
             else:
                 rows = await status(conn)
         if action == "retry":
-            for stream_id in streams:
-                await projector.catch_up(stream_id)
+            await projector.catch_up(*streams)
             print(f"retried {len(streams)} stream(s)")
             return 0
         print(f"{'projection':<15}{'applied':>10}{'head':>10}{'lag':>8}{'lag s':>9}{'parked':>8}")

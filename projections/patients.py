@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import asyncpg
 import msgspec
 
 from events.sqlfiles import queries
 from events.store import StoredEvent
 from events.types import ConsultSubmitted
+from projections.rows import columns
 
 NAME = "patients"
 
@@ -42,12 +46,18 @@ def evolve(row: PatientRow | None, event: StoredEvent) -> PatientRow | None:
     )
 
 
-async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
-    """Write `evolve`'s result; the upsert's guard applies the same position rule atomically,
-    because another slot's stream of the same patient may be projected at the same moment."""
-    row = evolve(None, event)
-    if row is None:
-        return
-    await conn.execute(queries("projections")["upsert_patient"], row.business_id, row.patient_id,
-                       row.customer_id, row.first_name, row.last_name, row.email, row.phone,
-                       row.date_of_birth, row.source_position, row.updated_at)
+async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    """Write `evolve`'s result for every patient in the batch, in key order (so that two batches
+    sharing patients lock them in the same order). The upsert's guard applies the same position
+    rule atomically, because another slot's stream of the same patient may be projected at the
+    same moment by another worker."""
+    latest: dict[tuple[int, Any], PatientRow] = {}
+    for event in events:
+        data = event.data
+        if isinstance(data, ConsultSubmitted):
+            key = (event.business_id, data.patient_id)
+            if (row := evolve(latest.get(key), event)) is not None:
+                latest[key] = row
+    if latest:
+        rows = [latest[key] for key in sorted(latest)]
+        await conn.execute(queries("projections")["upsert_patients"], *columns(rows))

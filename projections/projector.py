@@ -1,37 +1,58 @@
-"""Applies a stream's new events to every read model, exactly once, in stream order.
+"""Applies streams' new events to every read model, exactly once, in stream order.
 
-Each projection keeps a checkpoint per stream, written in the same transaction
-as the rows it covers. The checkpoint row is locked first, so two workers given
-the same stream queue behind each other and the second finds nothing new: a
-duplicate delivery is a no-op. A projection that keeps failing on a stream is
-parked for that stream only.
+Each projection keeps a checkpoint per stream, written in the same transaction as
+the rows it covers. A batch of streams is caught up in one transaction: its
+checkpoint rows are locked first (in a fixed order), so two workers given the same
+stream queue behind each other and the second finds nothing new: a duplicate
+delivery is a no-op. If anything in a batch fails, the batch is rolled back and
+redone one (projection, stream) at a time, so that a failure is pinned on the one
+that fails, and a projection that keeps failing on a stream is parked for that
+stream only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 import msgspec
 import structlog
 
 from events.codec import UnknownEventType
-from events.errors import StoreUnavailable, translating_driver_errors
+from events.errors import StoreUnavailable, is_outage, translating_driver_errors
 from events.sqlfiles import queries
 from events.store import StoredEvent, decode_record
 from projections import approvals, consultations, patients
+from projections.rows import columns
 
-Apply = Callable[[asyncpg.Connection, StoredEvent], Awaitable[None]]
+Apply = Callable[[asyncpg.Connection, Sequence[StoredEvent]], Awaitable[None]]
 PROJECTIONS: Mapping[str, Apply] = {
     patients.NAME: patients.apply,
     consultations.NAME: consultations.apply,
     approvals.NAME: approvals.apply,
 }
 PARK_AFTER_ATTEMPTS = 3
+BATCH = 50  # streams per transaction when sweeping
+CONFLICT_RETRIES = 3
 # What a bad event or a read-model bug looks like, as opposed to an outage:
 # these are recorded against the stream (and parked after a few tries).
 _POISON = (asyncpg.PostgresError, LookupError, UnknownEventType, msgspec.DecodeError, ValueError, TypeError)
 _log = structlog.get_logger("intake.projector")
+
+
+class _Checkpoint(msgspec.Struct, frozen=True):
+    projection: str
+    stream_id: str
+    version: int
+    position: int
+
+
+class ProjectionFailed(Exception):
+    """A batch failed for a poison reason, first failing at the event (version, position) given."""
+
+    def __init__(self, cause: BaseException, version: int, position: int) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause, self.version, self.position = cause, version, position
 
 
 class Projector:
@@ -49,46 +70,85 @@ class Projector:
         """The projections this projector maintains."""
         return list(self._projections)
 
-    async def catch_up(self, stream_id: str) -> int:
-        """Apply whatever each projection has not yet applied of this stream; returns events applied."""
+    async def catch_up(self, *stream_ids: str) -> int:
+        """Apply whatever each projection has not yet applied of these streams, in one
+        transaction if all goes well; returns (event, projection) applications made."""
+        streams = sorted(set(stream_ids))
+        if not streams:
+            return 0
+        try:
+            return await self._apply(self.names, streams)
+        except ProjectionFailed:
+            pass
         applied = 0
-        for name, apply in self._projections.items():
-            applied += await self._catch_up_one(name, apply, stream_id)
+        for stream_id in streams:
+            for name in self.names:
+                applied += await self._apply_or_record(name, stream_id)
         return applied
 
-    async def _catch_up_one(self, name: str, apply: Apply, stream_id: str) -> int:
-        with translating_driver_errors():
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-                if await conn.fetchval(self._sql["is_parked"], name, stream_id):
-                    return 0
-                failing: asyncpg.Record | None = None
-                try:
-                    async with conn.transaction():
-                        await conn.execute(self._sql["lock_checkpoint"], name, stream_id)
-                        version = await conn.fetchval(self._sql["checkpoint_for_update"], name, stream_id)
-                        records = await conn.fetch(self._sql["stream_after"], stream_id, version)
-                        for failing in records:
-                            await apply(conn, decode_record(failing))
-                        if records:
-                            last = records[-1]
-                            await conn.execute(self._sql["advance_checkpoint"], name, stream_id,
-                                               last["stream_version"], last["position"])
-                except StoreUnavailable:
-                    raise
-                except _POISON as error:
-                    await self._record_failure(conn, name, stream_id, failing, error)
-                    return 0
-                return len(records)
+    async def _apply_or_record(self, name: str, stream_id: str) -> int:
+        try:
+            return await self._apply([name], [stream_id])
+        except ProjectionFailed as failed:
+            await self._record_failure(name, stream_id, failed)
+            return 0
 
-    async def _record_failure(self, conn: asyncpg.Connection, name: str, stream_id: str,
-                              failing: asyncpg.Record | None, error: Exception) -> None:
+    async def _apply(self, names: list[str], streams: list[str]) -> int:
+        """One transaction; retried when PostgreSQL picks it as a deadlock or serialization victim."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with translating_driver_errors():
+                    async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+                        return await self._apply_in(conn, names, streams)
+            except asyncpg.TransactionRollbackError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise StoreUnavailable("projection batch kept conflicting") from None
+        raise AssertionError("unreachable")
+
+    async def _apply_in(self, conn: asyncpg.Connection, names: list[str], streams: list[str]) -> int:
+        await conn.execute(self._sql["ensure_checkpoints"], names, streams)
+        locked = await conn.fetch(self._sql["lock_checkpoints"], names, streams)
+        done = {(r["projection"], r["stream_id"]): r["version"] for r in locked if not r["parked"]}
+        floors: dict[str, int] = {}
+        for (_, stream_id), version in done.items():
+            floors[stream_id] = min(version, floors.get(stream_id, version))
+        if not floors:
+            return 0
+        records = await conn.fetch(self._sql["streams_after"], list(floors), list(floors.values()))
+        events: list[StoredEvent] = []
+        for record in records:
+            try:
+                events.append(decode_record(record))
+            except _POISON as error:
+                raise ProjectionFailed(error, record["stream_version"], record["position"]) from error
+        applied, advanced = 0, []
+        for name in names:
+            todo = [e for e in events if (name, e.stream_id) in done and e.stream_version > done[name, e.stream_id]]
+            if not todo:
+                continue
+            try:
+                await self._projections[name](conn, todo)
+            except _POISON as error:
+                if is_outage(error) or isinstance(error, asyncpg.TransactionRollbackError):
+                    raise  # an outage or a conflict, not a bad event: retried, never parked
+                raise ProjectionFailed(error, todo[0].stream_version, todo[0].position) from error
+            applied += len(todo)
+            last = {e.stream_id: e for e in todo}  # events are in stream order: the last one wins
+            advanced += [_Checkpoint(name, s, e.stream_version, e.position) for s, e in last.items()]
+        if advanced:
+            await conn.execute(self._sql["advance_checkpoints"], *columns(advanced))
+        return applied
+
+    async def _record_failure(self, name: str, stream_id: str, failed: ProjectionFailed) -> None:
         # Type and constraint only: a message could quote row data (patient details).
+        error = failed.cause
         reason = type(error).__name__ + (f" ({error.constraint_name})"
                                          if getattr(error, "constraint_name", None) else "")
-        version, position = (failing["stream_version"], failing["position"]) if failing else (0, 0)
-        record = await conn.fetchrow(self._sql["record_failure"], name, stream_id, version, position, reason,
-                                     PARK_AFTER_ATTEMPTS)
-        _log.warning("projection.failed", projection=name, stream_id=stream_id, position=position,
+        with translating_driver_errors():
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                record = await conn.fetchrow(self._sql["record_failure"], name, stream_id, failed.version,
+                                             failed.position, reason, PARK_AFTER_ATTEMPTS)
+        _log.warning("projection.failed", projection=name, stream_id=stream_id, position=failed.position,
                      error=reason, attempts=record["attempts"], parked=record["parked"])
 
     async def lagging_streams(self) -> list[str]:
@@ -100,8 +160,9 @@ class Projector:
     async def sweep(self) -> int:
         """Catch up every lagging stream: what makes a lost job (or a wiped Redis) harmless."""
         applied = 0
-        for stream_id in await self.lagging_streams():
-            applied += await self.catch_up(stream_id)
+        lagging = await self.lagging_streams()
+        for start in range(0, len(lagging), BATCH):
+            applied += await self.catch_up(*lagging[start:start + BATCH])
         if applied:
             _log.info("projection.swept", events=applied)
         return applied

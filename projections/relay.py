@@ -1,4 +1,4 @@
-"""The outbox relay: hands committed outbox rows to arq as jobs, then deletes them.
+"""The outbox relay: hands committed outbox rows to arq, a job per batch, then deletes them.
 
 Rows are claimed with FOR UPDATE SKIP LOCKED, so several relays can run. A
 row is deleted only in the transaction that claimed it and only after its job
@@ -25,16 +25,18 @@ CHANNEL = "intake_outbox"
 # so a relay killed mid-batch loses (and re-enqueues, harmlessly) at most this much
 # work; with 500, workers SIGKILLed every ~2 s never finished a batch at all.
 BATCH = 50
+GATHER_S = 0.01  # at most one partial batch per this long: batches grow with the load
 POLL_INTERVAL_S = 1.0  # the fallback when a notification is missed (or the listener is reconnecting)
 RECONNECT_MAX_S = 5.0
-JOB = "project_stream"
+JOB = "project_streams"
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _log = structlog.get_logger("intake.relay")
 
 
-def job_id(stream_id: str, position: int) -> str:
-    """One job per (stream, newest position in the batch): re-enqueueing the same rows is a no-op."""
-    return f"project:{stream_id}:{position}"
+def job_id(positions: list[int]) -> str:
+    """One job per claimed batch, named by its positions: re-enqueueing the same rows is a no-op
+    (and a job for rows already applied finds nothing to do)."""
+    return f"project:{min(positions)}-{max(positions)}:{len(positions)}"
 
 
 class Relay:
@@ -56,10 +58,15 @@ class Relay:
                     await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
                 self._wake.clear()
                 try:
-                    while await self.relay_once() == BATCH:
+                    while (relayed := await self.relay_once()) == BATCH:
                         pass  # a full batch: there is probably more
                 except StoreUnavailable:
                     _log.warning("relay.database_unavailable")
+                    continue
+                if relayed:
+                    # A lone event went out at once; under a steady stream, let the next batch
+                    # gather for a moment: far fewer relay and projector transactions per event.
+                    await asyncio.sleep(GATHER_S)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,19 +79,17 @@ class Relay:
                 rows = await conn.fetch(self._sql["claim_outbox"], BATCH)
                 if not rows:
                     return 0
-                newest: dict[str, int] = {}
-                for row in rows:
-                    newest[row["stream_id"]] = max(row["position"], newest.get(row["stream_id"], 0))
                 positions = [row["position"] for row in rows]
+                streams = sorted({row["stream_id"] for row in rows})
                 try:
-                    for stream_id, position in newest.items():
-                        await self._redis.enqueue_job(JOB, stream_id, _job_id=job_id(stream_id, position))
+                    # One job for the whole batch: the projector applies it in one transaction.
+                    await self._redis.enqueue_job(JOB, *streams, _job_id=job_id(positions))
                 except _REDIS_DOWN as error:
                     await conn.execute(self._sql["defer_outbox"], positions)
                     _log.warning("relay.redis_unavailable", rows=len(rows), error=type(error).__name__)
                     return 0
                 await conn.execute(self._sql["delete_outbox"], positions)
-        _log.debug("outbox.relayed", rows=len(rows), jobs=len(newest))
+        _log.debug("outbox.relayed", rows=len(rows), streams=len(streams))
         return len(rows)
 
     async def _listen(self, stop: asyncio.Event) -> None:

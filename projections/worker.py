@@ -32,10 +32,10 @@ RESTART_MAX_S = 5.0
 _log = structlog.get_logger("intake.worker")
 
 
-async def project_stream(ctx: dict[str, Any], stream_id: str) -> int:
-    """arq job: catch one stream up in every projection."""
+async def project_streams(ctx: dict[str, Any], *stream_ids: str) -> int:
+    """arq job: catch a relayed batch of streams up in every projection."""
     try:
-        return await ctx["projector"].catch_up(stream_id)
+        return await ctx["projector"].catch_up(*stream_ids)
     except StoreUnavailable:
         raise Retry(defer=min(2 ** ctx["job_try"] * 0.1, 5)) from None
 
@@ -65,7 +65,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
             await redis.aclose()
 
     async def arq_forever() -> None:
-        worker = Worker(functions=[project_stream], cron_jobs=[cron(sweep, second=SWEEP_SECONDS, run_at_startup=True)],
+        worker = Worker(functions=[project_streams], cron_jobs=[cron(sweep, second=SWEEP_SECONDS, run_at_startup=True)],
                         redis_settings=redis_settings(settings), handle_signals=False, max_jobs=MAX_JOBS,
                         poll_delay=POLL_DELAY_S, keep_result=600, max_tries=10, job_timeout=60,
                         ctx={"projector": projector}, log_results=False)

@@ -1,26 +1,41 @@
--- name: lock_checkpoint
--- Creating the row first means there is always a row to lock: concurrent
--- workers on one stream queue here, so a stream is applied in order, once.
+-- name: ensure_checkpoints
+-- Creating the rows first means there is always a row to lock: concurrent workers
+-- on one stream queue on it, so a stream is applied in order, once. Sorted, like
+-- every lock the projector takes, so that overlapping batches cannot deadlock.
 INSERT INTO projection_checkpoints (projection, stream_id, version, position)
-VALUES ($1, $2, 0, 0)
+SELECT p.projection, s.stream_id, 0, 0
+FROM unnest($1::text[]) AS p(projection) CROSS JOIN unnest($2::text[]) AS s(stream_id)
+ORDER BY 1, 2
 ON CONFLICT DO NOTHING;
 
--- name: checkpoint_for_update
-SELECT version FROM projection_checkpoints WHERE projection = $1 AND stream_id = $2 FOR UPDATE;
+-- name: lock_checkpoints
+-- ORDER BY sits below the row locks: rows are locked in this order.
+SELECT c.projection, c.stream_id, c.version, f.parked IS NOT NULL AS parked
+FROM projection_checkpoints c
+LEFT JOIN projection_failures f ON f.projection = c.projection AND f.stream_id = c.stream_id AND f.parked
+WHERE c.projection = ANY($1::text[]) AND c.stream_id = ANY($2::text[])
+ORDER BY c.projection, c.stream_id
+FOR UPDATE OF c;
 
--- name: advance_checkpoint
-UPDATE projection_checkpoints SET version = $3, position = $4, applied_at = now()
-WHERE projection = $1 AND stream_id = $2;
+-- name: streams_after
+-- Each stream's events after a version, in stream order.
+SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at
+FROM unnest($1::text[], $2::int[]) AS s(stream_id, version)
+JOIN events e ON e.stream_id = s.stream_id AND e.stream_version > s.version
+ORDER BY e.stream_id, e.stream_version;
 
--- name: stream_after
-SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
-WHERE stream_id = $1 AND stream_version > $2
-ORDER BY stream_version;
-
--- name: is_parked
-SELECT parked FROM projection_failures WHERE projection = $1 AND stream_id = $2;
+-- name: advance_checkpoints
+-- Also forgets earlier failures of what now applied: attempts count one incident, not a lifetime.
+WITH advanced AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS a(projection, stream_id, version, position)
+), cleared AS (
+    DELETE FROM projection_failures f USING advanced a
+    WHERE f.projection = a.projection AND f.stream_id = a.stream_id AND NOT f.parked
+)
+UPDATE projection_checkpoints c SET version = a.version, position = a.position, applied_at = now()
+FROM advanced a
+WHERE c.projection = a.projection AND c.stream_id = a.stream_id;
 
 -- name: record_failure
 INSERT INTO projection_failures AS f (projection, stream_id, version, position, attempts, error, parked)
@@ -29,9 +44,6 @@ ON CONFLICT (projection, stream_id) DO UPDATE
 SET version = EXCLUDED.version, position = EXCLUDED.position, error = EXCLUDED.error,
     attempts = f.attempts + 1, parked = f.attempts + 1 >= $6, failed_at = now()
 RETURNING attempts, parked;
-
--- name: clear_failure
-DELETE FROM projection_failures WHERE projection = $1 AND stream_id = $2;
 
 -- name: lagging_streams
 -- Streams where some projection is behind the log. Cheap enough at this scale
@@ -79,35 +91,40 @@ ORDER BY p.projection;
 DELETE FROM projection_failures WHERE parked AND ($1::text IS NULL OR projection = $1)
 RETURNING projection, stream_id;
 
--- name: upsert_patient
--- The guard makes the result independent of processing order across streams.
+-- name: upsert_patients
+-- One row per patient (the batch keeps each patient's latest); the guard makes the
+-- result independent of processing order across streams and workers.
 INSERT INTO patients AS p (business_id, patient_id, customer_id, first_name, last_name, email, phone,
                            date_of_birth, source_position, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::date[], $9::bigint[], $10::timestamptz[])
 ON CONFLICT (business_id, patient_id) DO UPDATE
 SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
     phone = EXCLUDED.phone, date_of_birth = EXCLUDED.date_of_birth,
     source_position = EXCLUDED.source_position, updated_at = EXCLUDED.updated_at
 WHERE p.source_position < EXCLUDED.source_position;
 
--- name: get_consultation_row
-SELECT * FROM consultations WHERE consultation_id = $1;
+-- name: get_consultation_rows
+SELECT * FROM consultations WHERE consultation_id = ANY($1::uuid[]);
 
--- name: upsert_consultation
+-- name: upsert_consultations
 INSERT INTO consultations (consultation_id, business_id, submission_id, patient_id, customer_id, product_id,
                            status, submitted_at, decided_at, decision, reason, clinician_id, stream_id,
                            version, position)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
+                     $14::int[], $15::bigint[])
 ON CONFLICT (consultation_id) DO UPDATE
 SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at, decision = EXCLUDED.decision,
     reason = EXCLUDED.reason, clinician_id = EXCLUDED.clinician_id, version = EXCLUDED.version;
 
--- name: get_approval_row
-SELECT * FROM approvals WHERE consultation_id = $1;
+-- name: get_approval_rows
+SELECT * FROM approvals WHERE consultation_id = ANY($1::uuid[]);
 
--- name: upsert_approval
+-- name: upsert_approvals
 INSERT INTO approvals (consultation_id, business_id, customer_id, product_id, status, requested_at,
                        decided_at, clinician_id, position)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::timestamptz[], $8::text[], $9::bigint[])
 ON CONFLICT (consultation_id) DO UPDATE
 SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at, clinician_id = EXCLUDED.clinician_id;

@@ -10,6 +10,7 @@ import msgspec
 
 from events.store import decode_record
 from projections import approvals, consultations, patients
+from projections.rows import consultation_of
 
 _ALL_EVENTS = """
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
@@ -22,7 +23,7 @@ async def expected_tables(conn: asyncpg.Connection) -> dict[str, dict[Any, dict[
     rows: dict[str, dict[Any, Any]] = {"patients": {}, "consultations": {}, "approvals": {}}
     for record in await conn.fetch(_ALL_EVENTS):
         event = decode_record(record)
-        consultation_id = consultations.consultation_of(event)
+        consultation_id = consultation_of(event)
         if consultation_id is not None:
             for table, module in (("consultations", consultations), ("approvals", approvals)):
                 row = module.evolve(rows[table].get(consultation_id), event)
