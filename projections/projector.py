@@ -114,9 +114,11 @@ class Projector:
             floors[stream_id] = min(version, floors.get(stream_id, version))
         if not floors:
             return 0
-        records = await conn.fetch(self._sql["streams_after"], list(floors), list(floors.values()))
+        records = await conn.fetch(self._sql["stream_events"], list(floors))
         events: list[StoredEvent] = []
         for record in records:
+            if record["stream_version"] <= floors[record["stream_id"]]:
+                continue  # applied by every projection already
             try:
                 events.append(decode_record(record))
             except _POISON as error:
