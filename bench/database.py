@@ -37,6 +37,12 @@ def create_database(postgres: EmbeddedPostgres, name: str) -> str:
     return postgres.url(name)
 
 
+def drop_database(postgres: EmbeddedPostgres, name: str) -> None:
+    """Drop a measured database, so that its autovacuum work cannot land in the next measurement."""
+    psql(postgres.url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    checkpoint(postgres.url())
+
+
 def create_baseline_database(postgres: EmbeddedPostgres, name: str) -> str:
     """A database holding only the events + outbox tables the baselines write."""
     url = create_database(postgres, name)

@@ -46,3 +46,10 @@ class Measurement(msgspec.Struct, kw_only=True):
 def unavailable(target: str, workers: int | None, reason: str) -> Measurement:
     """A placeholder row for a target that could not be measured."""
     return Measurement(target=target, workers=workers, unavailable=reason)
+
+
+def percentile(seconds: list[float], p: float) -> float:
+    """The nearest-rank p-th percentile of durations in seconds, in milliseconds."""
+    ordered = sorted(seconds)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[rank] * 1000, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.database import count_events
@@ -20,21 +21,22 @@ class PgbenchFailed(RuntimeError):
     """pgbench did not finish its run."""
 
 
-def run_pgbench(url: str, *, duration_s: int) -> Measurement:
-    """A time-bounded pgbench run of the submission script at 64 clients."""
-    rows_before = count_events(url)
+def run_pgbench(url: str, *, duration_s: int, script: Path = SCRIPT, clients: int = CONNECTIONS,
+                target: str = "raw", count_rows: Callable[[str], int] = count_events) -> Measurement:
+    """A time-bounded pgbench run of `script` (default: the submission script at 64 clients)."""
+    rows_before = count_rows(url)
     with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as logs:
         argv = [
             str(pg_bin("pgbench")), "-n", "-M", "prepared",
-            "-c", str(CONNECTIONS), "-j", str(THREADS), "-T", str(duration_s),
-            "-f", str(SCRIPT), "-l", "--log-prefix", f"{logs}/tx", url,
+            "-c", str(clients), "-j", str(THREADS), "-T", str(duration_s),
+            "-f", str(script), "-l", "--log-prefix", f"{logs}/tx", url,
         ]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + HANG_MARGIN_S)
         latencies_us, failed = _read_transaction_logs(Path(logs))
     if done.returncode != 0 and not latencies_us:
         raise PgbenchFailed(f"{PgbenchFailed.__doc__}\n{done.stdout}\n{done.stderr}")
     return Measurement(
-        target="raw",
+        target=target,
         workers=None,
         requests=len(latencies_us),
         duration_s=float(duration_s),
@@ -43,7 +45,7 @@ def run_pgbench(url: str, *, duration_s: int) -> Measurement:
         p99_ms=_percentile(latencies_us, 99) / 1000,
         non2xx=failed + _aborted_clients(done.stdout + done.stderr),
         error_sample=(done.stderr.strip()[-300:] or None) if done.returncode else None,
-        rows_written=count_events(url) - rows_before,
+        rows_written=count_rows(url) - rows_before,
     )
 
 

@@ -11,6 +11,7 @@ import msgspec
 from bench.servers import REPO_ROOT, VENV_BIN
 
 BUSINESS_SLUG = "bench"
+SUBMISSIONS_PATH = f"/v1/businesses/{BUSINESS_SLUG}/consult-submissions"
 CLI_TIMEOUT_S = 120
 
 

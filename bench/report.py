@@ -7,6 +7,8 @@ from pathlib import Path
 import msgspec
 
 from bench.measurement import Measurement
+from bench.projection import ProjectionRecord
+from bench.projection import markdown as projection_markdown
 
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = {
@@ -31,6 +33,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     measurements: list[Measurement]
     ratios: dict[str, float | None]
     valid: bool
+    projections: ProjectionRecord | None = None
 
 
 def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
@@ -117,6 +120,8 @@ def markdown(record: RunRecord) -> str:
         " may exceed the 2xx count, never fall short of it. wrk, the servers and PostgreSQL"
         " share the machine's cores.",
     ]
+    if record.projections is not None:
+        lines += ["", projection_markdown(record.projections)]
     if not record.valid:
         lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
     return "\n".join(lines)

@@ -18,15 +18,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, real_service, report
+from bench import database, projection, real_service, report
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real")
-SUBMISSIONS_PATH = f"/v1/businesses/{real_service.BUSINESS_SLUG}/consult-submissions"
+TARGETS = ("raw", "naive", "ceiling", "real", "projections")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -63,7 +62,10 @@ class Bench:
         database.reset_baseline_tables(url)
         run_pgbench(url, duration_s=self.options.warmup)
         database.reset_baseline_tables(url)
-        return run_pgbench(url, duration_s=self.options.duration)
+        try:
+            return run_pgbench(url, duration_s=self.options.duration)
+        finally:
+            database.drop_database(self.postgres, "bench_raw")
 
     def ceiling(self, workers: int) -> Measurement:
         argv = uvicorn_argv("bench.naive_app:create_ceiling_app", (port := free_port()), workers)
@@ -84,13 +86,16 @@ class Bench:
         argv = real_service.serve_argv((port := free_port()), workers)
         env = real_service.service_env(url)
         checkpoint = lambda: database.checkpoint(url)  # noqa: E731
-        return self._http("real", workers, argv, port, env, api_key, url, checkpoint)
+        try:
+            return self._http("real", workers, argv, port, env, api_key, url, checkpoint)
+        finally:
+            database.drop_database(self.postgres, f"bench_real_{workers}w")
 
     def _http(
         self, target: str, workers: int, argv: list[str], port: int, env: dict[str, str],
         api_key: str, database_url: str | None, after_warmup: Callable[[], None],
     ) -> Measurement:  # fmt: skip
-        url = f"http://127.0.0.1:{port}{SUBMISSIONS_PATH}"
+        url = f"http://127.0.0.1:{port}{real_service.SUBMISSIONS_PATH}"
         log = self.logs / f"{target}-{workers}w.log"
         with running_server(argv, port=port, env=env, log_path=log):
             load = dict(api_key=api_key, target=target, workers=workers)
@@ -116,6 +121,7 @@ def measure_all(bench: Bench) -> list[Measurement]:
         planned += [("ceiling", w, lambda w=w: bench.ceiling(w)) for w in workers]
     if "real" in only:
         planned += [("real", w, lambda w=w: bench.real(w)) for w in workers]
+    # "projections" is measured apart: it is not one row of this table (bench/projection.py).
     results = []
     for target, count, measure in planned:
         name = report.LABELS[target] + ("" if count is None else f" @{count}w")
@@ -145,6 +151,10 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         try:
             version = database.server_version(postgres.url())
             measurements = measure_all(Bench(postgres, wrk, options, Path(workdir)))
+            projections = None
+            if "projections" in options.only:
+                projections = projection.measure(
+                    postgres, wrk, options.workers, options.duration, options.warmup, Path(workdir))
         finally:
             postgres.stop()
     return report.RunRecord(
@@ -157,7 +167,8 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         postgres={"version": version, "durable": True, **database.SETTINGS},
         measurements=measurements,
         ratios=report.ratios(measurements),
-        valid=all(m.valid for m in measurements),
+        valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections)),
+        projections=projections,
     )
 
 
@@ -171,6 +182,8 @@ def print_record(record: report.RunRecord, saved: Path) -> None:
         if m.unavailable is None and m.unstored:
             print(f"\n!!! {report.LABELS[m.target]} @{m.workers}w acknowledged {m.unstored} submissions"
                   " that are not in the events table: NOT a valid result.")  # fmt: skip
+    if record.projections is not None:
+        print("\n" + projection.text(record.projections))
     print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
     print(report.markdown(record))
 
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     record = run(options, shlex.join(["python", "-m", "bench.run", *argv]))
     print_record(record, report.write_json(record))
-    return 1 if any(m.errors or m.unstored for m in record.measurements) else 0
+    return 0 if record.valid else 1
 
 
 if __name__ == "__main__":
