@@ -6,6 +6,7 @@ import asyncpg
 import msgspec
 
 from events.sqlfiles import queries
+from projections.floors import window
 from projections.projector import PROJECTIONS, Projector
 from service.db import create_pool
 from service.settings import Settings
@@ -23,9 +24,16 @@ class ProjectionStatus(msgspec.Struct, frozen=True):
 
 
 async def status(conn: asyncpg.Connection) -> list[ProjectionStatus]:
-    """Per projection: applied vs head position, lag in events and seconds, parked streams."""
-    records = await conn.fetch(queries("projections")["status"], list(PROJECTIONS))
-    return [ProjectionStatus(**dict(r)) for r in records]
+    """Per projection: applied vs head position, lag in events and seconds (parked events not
+    counted: they are in `parked`), parked streams. Reads only the events after each floor."""
+    result = []
+    for name in PROJECTIONS:
+        seen = await window(conn, name)
+        totals = await conn.fetchrow(queries("projections")["head_and_parked"], name)
+        result.append(ProjectionStatus(
+            projection=name, applied_position=seen.applied_position, head_position=totals["head_position"],
+            lag_events=seen.lag_events, lag_seconds=seen.lag_seconds, parked=totals["parked"]))
+    return sorted(result, key=lambda row: row.projection)
 
 
 async def retry(conn: asyncpg.Connection, projection: str | None) -> list[str]:

@@ -22,7 +22,7 @@ from events.codec import UnknownEventType
 from events.errors import StoreUnavailable, is_outage, translating_driver_errors
 from events.sqlfiles import queries
 from events.store import StoredEvent, decode_record
-from projections import approvals, consultations, patients
+from projections import approvals, consultations, floors, patients
 from projections.rows import columns
 
 Apply = Callable[[asyncpg.Connection, Sequence[StoredEvent]], Awaitable[None]]
@@ -88,27 +88,30 @@ class Projector:
 
     async def _apply_or_record(self, name: str, stream_id: str) -> int:
         try:
-            return await self._apply([name], [stream_id])
+            return await self._apply([name], [stream_id], one_at_a_time=True)
         except ProjectionFailed as failed:
             await self._record_failure(name, stream_id, failed)
             return 0
 
-    async def _apply(self, names: list[str], streams: list[str]) -> int:
+    async def _apply(self, names: list[str], streams: list[str], *, one_at_a_time: bool = False) -> int:
         """One transaction; retried when PostgreSQL picks it as a deadlock or serialization victim."""
         for attempt in range(CONFLICT_RETRIES):
             try:
                 with translating_driver_errors():
                     async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
-                        return await self._apply_in(conn, names, streams)
+                        return await self._apply_in(conn, names, streams, one_at_a_time)
             except asyncpg.TransactionRollbackError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise StoreUnavailable("projection batch kept conflicting") from None
         raise AssertionError("unreachable")
 
-    async def _apply_in(self, conn: asyncpg.Connection, names: list[str], streams: list[str]) -> int:
+    async def _apply_in(self, conn: asyncpg.Connection, names: list[str], streams: list[str],
+                        one_at_a_time: bool) -> int:
         await conn.execute(self._sql["ensure_checkpoints"], names, streams)
         locked = await conn.fetch(self._sql["lock_checkpoints"], names, streams)
-        done = {(r["projection"], r["stream_id"]): r["version"] for r in locked if not r["parked"]}
+        parked = {(r["projection"], r["stream_id"]) for r in await conn.fetch(self._sql["parked_among"], names, streams)}
+        done = {(r["projection"], r["stream_id"]): r["version"] for r in locked
+                if (r["projection"], r["stream_id"]) not in parked}
         floors: dict[str, int] = {}
         for (_, stream_id), version in done.items():
             floors[stream_id] = min(version, floors.get(stream_id, version))
@@ -128,12 +131,14 @@ class Projector:
             todo = [e for e in events if (name, e.stream_id) in done and e.stream_version > done[name, e.stream_id]]
             if not todo:
                 continue
-            try:
-                await self._projections[name](conn, todo)
-            except _POISON as error:
-                if is_outage(error) or isinstance(error, asyncpg.TransactionRollbackError):
-                    raise  # an outage or a conflict, not a bad event: retried, never parked
-                raise ProjectionFailed(error, todo[0].stream_version, todo[0].position) from error
+            # One event at a time when isolating a failure, so that it is pinned on its event.
+            for chunk in ([e] for e in todo) if one_at_a_time else [todo]:
+                try:
+                    await self._projections[name](conn, chunk)
+                except _POISON as error:
+                    if is_outage(error) or isinstance(error, asyncpg.TransactionRollbackError):
+                        raise  # an outage or a conflict, not a bad event: retried, never parked
+                    raise ProjectionFailed(error, chunk[0].stream_version, chunk[0].position) from error
             applied += len(todo)
             last = {e.stream_id: e for e in todo}  # events are in stream order: the last one wins
             advanced += [_Checkpoint(name, s, e.stream_version, e.position) for s, e in last.items()]
@@ -147,24 +152,30 @@ class Projector:
         reason = type(error).__name__ + (f" ({error.constraint_name})"
                                          if getattr(error, "constraint_name", None) else "")
         with translating_driver_errors():
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+                await conn.execute(self._sql["lock_checkpoint"], name, stream_id)
                 record = await conn.fetchrow(self._sql["record_failure"], name, stream_id, failed.version,
                                              failed.position, reason, PARK_AFTER_ATTEMPTS)
+        if record is None:  # another worker applied the pair meanwhile
+            return
         _log.warning("projection.failed", projection=name, stream_id=stream_id, position=failed.position,
                      error=reason, attempts=record["attempts"], parked=record["parked"])
 
-    async def lagging_streams(self) -> list[str]:
-        """Streams some projection has not fully applied (parked ones excluded)."""
+    async def sweep(self) -> int:
+        """Catch up every lagging stream: what makes a lost job (or a wiped Redis) harmless.
+        Reads only the events after each projection's floor, then moves the floors."""
         with translating_driver_errors():
             async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-                return [r["stream_id"] for r in await conn.fetch(self._sql["lagging_streams"], self.names)]
-
-    async def sweep(self) -> int:
-        """Catch up every lagging stream: what makes a lost job (or a wiped Redis) harmless."""
+                lagging, windows = await floors.survey(conn, self.names)
         applied = 0
-        lagging = await self.lagging_streams()
         for start in range(0, len(lagging), BATCH):
             applied += await self.catch_up(*lagging[start:start + BATCH])
+        with translating_driver_errors():
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                if lagging:  # look again, so the floors pass what was just applied
+                    windows = [await floors.window(conn, name) for name in self.names]
+                for seen in windows:
+                    await floors.move_floor(conn, seen)
         if applied:
             _log.info("projection.swept", events=applied)
         return applied

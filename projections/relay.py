@@ -83,12 +83,14 @@ class Relay:
                 streams = sorted({row["stream_id"] for row in rows})
                 try:
                     # One job for the whole batch: the projector applies it in one transaction.
-                    await self._redis.enqueue_job(JOB, *streams, _job_id=job_id(positions))
+                    queued = await self._redis.enqueue_job(JOB, *streams, _job_id=job_id(positions))
                 except _REDIS_DOWN as error:
                     await conn.execute(self._sql["defer_outbox"], positions)
                     _log.warning("relay.redis_unavailable", rows=len(rows), error=type(error).__name__)
                     return 0
                 await conn.execute(self._sql["delete_outbox"], positions)
+        if queued is None:  # the same rows' job is still queued: relayed before, the delete was lost
+            _log.info("outbox.already_queued", rows=len(rows))
         _log.debug("outbox.relayed", rows=len(rows), streams=len(streams))
         return len(rows)
 

@@ -68,7 +68,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     async def arq_forever() -> None:
         worker = Worker(functions=[project_streams], cron_jobs=[cron(sweep, second=SWEEP_SECONDS, run_at_startup=True)],
                         redis_settings=redis_settings(settings), handle_signals=False, max_jobs=MAX_JOBS,
-                        poll_delay=POLL_DELAY_S, keep_result=600, max_tries=10, job_timeout=60,
+                        poll_delay=POLL_DELAY_S, keep_result=0, max_tries=10, job_timeout=60,
                         ctx={"projector": projector}, log_results=False)
         try:
             await worker.main()

@@ -10,12 +10,18 @@ ON CONFLICT DO NOTHING;
 
 -- name: lock_checkpoints
 -- ORDER BY sits below the row locks: rows are locked in this order.
-SELECT c.projection, c.stream_id, c.version, f.parked IS NOT NULL AS parked
-FROM projection_checkpoints c
-LEFT JOIN projection_failures f ON f.projection = c.projection AND f.stream_id = c.stream_id AND f.parked
-WHERE c.projection = ANY($1::text[]) AND c.stream_id = ANY($2::text[])
-ORDER BY c.projection, c.stream_id
-FOR UPDATE OF c;
+SELECT projection, stream_id, version
+FROM projection_checkpoints
+WHERE projection = ANY($1::text[]) AND stream_id = ANY($2::text[])
+ORDER BY projection, stream_id
+FOR UPDATE;
+
+-- name: parked_among
+-- Asked after the locks are held, in a statement of its own: a park committed by the
+-- transaction we queued behind is then seen (a join in the locking statement would
+-- re-read only the locked rows, not this table).
+SELECT projection, stream_id FROM projection_failures
+WHERE parked AND projection = ANY($1::text[]) AND stream_id = ANY($2::text[]);
 
 -- name: stream_events
 -- Every event of the streams, in stream order (the projector skips what each projection
@@ -40,24 +46,86 @@ UPDATE projection_checkpoints c SET version = a.version, position = a.position, 
 FROM advanced a
 WHERE c.projection = a.projection AND c.stream_id = a.stream_id;
 
+-- name: lock_checkpoint
+-- Recording a failure holds the pair's checkpoint lock, like applying it does.
+SELECT version FROM projection_checkpoints WHERE projection = $1 AND stream_id = $2 FOR UPDATE;
+
 -- name: record_failure
+-- Only while the pair is still behind the failing event ($3): a worker may come to
+-- record after another one has applied the pair, and that failure is stale.
 INSERT INTO projection_failures AS f (projection, stream_id, version, position, attempts, error, parked)
-VALUES ($1, $2, $3, $4, 1, $5, $6 <= 1)
+SELECT $1, $2, $3, $4, 1, $5, $6 <= 1
+WHERE NOT EXISTS (SELECT 1 FROM projection_checkpoints c
+                  WHERE c.projection = $1 AND c.stream_id = $2 AND c.version >= $3)
 ON CONFLICT (projection, stream_id) DO UPDATE
 SET version = EXCLUDED.version, position = EXCLUDED.position, error = EXCLUDED.error,
     attempts = f.attempts + 1, parked = f.attempts + 1 >= $6, failed_at = now()
 RETURNING attempts, parked;
 
--- name: lagging_streams
--- Streams where some projection is behind the log. Cheap enough at this scale
--- (one pass over events' stream index); it is the safety net, not the hot path.
-SELECT s.stream_id
-FROM (SELECT stream_id, max(stream_version) AS head FROM events GROUP BY stream_id) AS s
-CROSS JOIN unnest($1::text[]) AS p(projection)
-LEFT JOIN projection_checkpoints c ON c.projection = p.projection AND c.stream_id = s.stream_id
-LEFT JOIN projection_failures f ON f.projection = p.projection AND f.stream_id = s.stream_id AND f.parked
-WHERE coalesce(c.version, 0) < s.head AND f.stream_id IS NULL
-GROUP BY s.stream_id;
+-- name: floor
+SELECT tx_id::text AS tx_id, position FROM projection_floors WHERE projection = $1;
+
+-- name: window
+-- Projection $1's events after its floor ($2, $3) in (tx_id, position) order: which
+-- are unapplied (and not parked), and the next floor, the last event before the first
+-- that is unapplied or not yet final. "Final" is the argument of events.sql: read_all:
+-- a transaction still running holds a tx_id >= this snapshot's xmin, so any event it
+-- may yet commit sorts after every event below the horizon. A parked event does not
+-- hold the floor back (it is listed by status and retried by `projections retry`).
+-- floor_holds: the floor's own event is still applied (a rebuild that resets
+-- checkpoints moves the ground under a floor; the caller then starts from zero).
+WITH horizon AS (
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+), recent AS MATERIALIZED (
+    SELECT e.tx_id, e.position, e.stream_id, e.recorded_at,
+           e.stream_version <= coalesce(c.version, 0) OR f.stream_id IS NOT NULL AS settled
+    FROM events e
+    LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
+    LEFT JOIN projection_failures f ON f.projection = $1 AND f.stream_id = e.stream_id AND f.parked
+    WHERE (e.tx_id, e.position) > ($2::text::xid8, $3::bigint)
+), first_open AS (
+    SELECT r.tx_id, r.position
+    FROM recent r, horizon h
+    WHERE NOT r.settled OR r.tx_id >= h.xmin
+    ORDER BY r.tx_id, r.position
+    LIMIT 1
+), next_floor AS (
+    SELECT r.tx_id, r.position
+    FROM recent r
+    WHERE NOT EXISTS (SELECT 1 FROM first_open f WHERE (r.tx_id, r.position) >= (f.tx_id, f.position))
+    ORDER BY r.tx_id DESC, r.position DESC
+    LIMIT 1
+)
+SELECT (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') FROM recent WHERE NOT settled) AS lagging,
+       (SELECT count(*) FROM recent WHERE NOT settled) AS lag_events,
+       (SELECT coalesce(extract(epoch FROM now() - min(recorded_at)), 0)::float8
+          FROM recent WHERE NOT settled) AS lag_seconds,
+       (SELECT max(position) FROM recent WHERE settled) AS newest_applied,
+       (SELECT tx_id::text FROM next_floor) AS floor_tx,
+       (SELECT position FROM next_floor) AS floor_position,
+       $3 = 0 OR (SELECT bool_and(e.stream_version <= coalesce(c.version, 0) OR f.stream_id IS NOT NULL)
+                    FROM events e
+                    LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
+                    LEFT JOIN projection_failures f ON f.projection = $1 AND f.stream_id = e.stream_id AND f.parked
+                   WHERE e.position = $3) IS NOT FALSE AS floor_holds;
+
+-- name: move_floor
+-- Floors only move forward here; a floor that no longer holds is deleted instead.
+INSERT INTO projection_floors AS f (projection, tx_id, position) VALUES ($1, $2::text::xid8, $3)
+ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, moved_at = now()
+WHERE (EXCLUDED.tx_id, EXCLUDED.position) > (f.tx_id, f.position);
+
+-- name: drop_floor
+DELETE FROM projection_floors WHERE projection = $1;
+
+-- name: failing_streams
+-- Streams whose projection failed but is not parked yet: retried by the sweep even
+-- when the failing event is already behind the floor.
+SELECT DISTINCT stream_id FROM projection_failures WHERE projection = ANY($1::text[]) AND NOT parked;
+
+-- name: head_and_parked
+SELECT (SELECT coalesce(max(position), 0) FROM events) AS head_position,
+       (SELECT count(*) FROM projection_failures WHERE projection = $1 AND parked) AS parked;
 
 -- name: claim_outbox
 SELECT position, stream_id FROM outbox
@@ -74,25 +142,16 @@ UPDATE outbox SET attempts = attempts + 1,
        available_at = now() + least(interval '30 seconds', interval '100 milliseconds' * power(2, attempts))
 WHERE position = ANY($1::bigint[]);
 
--- name: status
-SELECT p.projection,
-       coalesce(max(c.position), 0) AS applied_position,
-       (SELECT coalesce(max(position), 0) FROM events) AS head_position,
-       (SELECT count(*) FROM events e
-          LEFT JOIN projection_checkpoints c2 ON c2.projection = p.projection AND c2.stream_id = e.stream_id
-         WHERE e.stream_version > coalesce(c2.version, 0)) AS lag_events,
-       (SELECT coalesce(extract(epoch FROM now() - min(e.recorded_at)), 0)::float8 FROM events e
-          LEFT JOIN projection_checkpoints c2 ON c2.projection = p.projection AND c2.stream_id = e.stream_id
-         WHERE e.stream_version > coalesce(c2.version, 0)) AS lag_seconds,
-       (SELECT count(*) FROM projection_failures f WHERE f.projection = p.projection AND f.parked) AS parked
-FROM unnest($1::text[]) AS p(projection)
-LEFT JOIN projection_checkpoints c ON c.projection = p.projection
-GROUP BY p.projection
-ORDER BY p.projection;
-
 -- name: retry_parked
-DELETE FROM projection_failures WHERE parked AND ($1::text IS NULL OR projection = $1)
-RETURNING projection, stream_id;
+-- Un-parks, and forgets those projections' floors: the retried events sit behind them,
+-- and should the caller die before applying them, the next sweep must still see them.
+WITH retried AS (
+    DELETE FROM projection_failures WHERE parked AND ($1::text IS NULL OR projection = $1)
+    RETURNING projection, stream_id
+), forgotten AS (
+    DELETE FROM projection_floors WHERE projection IN (SELECT projection FROM retried)
+)
+SELECT projection, stream_id FROM retried;
 
 -- name: upsert_patients
 -- One row per patient (the batch keeps each patient's latest); the guard makes the
@@ -108,7 +167,11 @@ SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EX
 WHERE p.source_position < EXCLUDED.source_position;
 
 -- name: get_consultation_rows
-SELECT * FROM consultations WHERE consultation_id = ANY($1::uuid[]);
+-- Columns named, in ConsultationRow's order: a column added by a later migration
+-- must not break the projection that does not know it.
+SELECT consultation_id, business_id, submission_id, patient_id, customer_id, product_id, status,
+       submitted_at, decided_at, decision, reason, clinician_id, stream_id, version, position
+FROM consultations WHERE consultation_id = ANY($1::uuid[]);
 
 -- name: upsert_consultations
 INSERT INTO consultations (consultation_id, business_id, submission_id, patient_id, customer_id, product_id,
@@ -122,7 +185,9 @@ SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at, decision = EXCLU
     reason = EXCLUDED.reason, clinician_id = EXCLUDED.clinician_id, version = EXCLUDED.version;
 
 -- name: get_approval_rows
-SELECT * FROM approvals WHERE consultation_id = ANY($1::uuid[]);
+SELECT consultation_id, business_id, customer_id, product_id, status, requested_at, decided_at,
+       clinician_id, position
+FROM approvals WHERE consultation_id = ANY($1::uuid[]);
 
 -- name: upsert_approvals
 INSERT INTO approvals (consultation_id, business_id, customer_id, product_id, status, requested_at,

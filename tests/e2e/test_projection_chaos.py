@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis.asyncio
 
-from events.sqlfiles import queries
+from projections.floors import survey
 from projections.projector import PROJECTIONS
 from service.devstack import EmbeddedRedis, free_port
 from tests.support.fold import actual_tables, expected_tables
@@ -203,7 +203,7 @@ async def projection_state(db: asyncpg.Connection) -> str:
                                "extract(epoch FROM max(available_at) - now())::float8 AS due_s FROM outbox")
     failures = await db.fetch("SELECT projection, stream_id, error, attempts, parked FROM projection_failures "
                               "ORDER BY failed_at DESC LIMIT 5")
-    lagging = await db.fetch(queries("projections")["lagging_streams"], list(PROJECTIONS))
+    lagging, _ = await survey(db, list(PROJECTIONS))
     return (f"outbox: {outbox['n']} rows (max attempts {outbox['attempts']}, last one due in {outbox['due_s']}s); "
             f"streams some projection lags on: {len(lagging)}; failures: {[dict(f) for f in failures]}")
 

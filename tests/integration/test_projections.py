@@ -11,10 +11,12 @@ import httpx
 import pytest
 from arq.connections import RedisSettings, create_pool
 
+from events.store import EventStore
 from projections.projector import PARK_AFTER_ATTEMPTS, Projector
 from projections.relay import Relay
 from service.devstack import EmbeddedRedis
 from tests.integration.test_decisions import decide, decision, submit
+from tests.integration.test_event_log import append
 from tests.support.fold import actual_tables, expected_tables
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
@@ -149,3 +151,58 @@ async def test_a_batch_deciding_a_pending_row_and_resubmitting_its_slot_writes_i
     assert await db.fetchval("SELECT count(*) FROM projection_failures") == 0
     assert await db.fetchval("SELECT count(*) FROM approvals WHERE status = 'pending'") == slots
     assert await actual_tables(db) == await expected_tables(db)
+
+
+async def test_a_failure_is_recorded_at_the_event_that_fails_not_the_first_pending_one(settings, tenant, pool, db):
+    # One slot: A submitted and decided (fine), then B submitted and decided with a reason
+    # the consultations table refuses. The event that fails is the fourth.
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        a = await submit(client, tenant)
+        assert (await decide(client, tenant.slug, a["consultation_id"], decision(), tenant.key)).status_code == 200
+        b = await submit(client, tenant)
+        bad = decision(reason="bad reason")
+        assert (await decide(client, tenant.slug, b["consultation_id"], bad, tenant.key)).status_code == 200
+    await db.execute("ALTER TABLE consultations ADD CONSTRAINT no_bad CHECK (reason IS DISTINCT FROM 'bad reason')")
+    failing = await db.fetchrow("SELECT stream_id, stream_version, position FROM events ORDER BY position DESC LIMIT 1")
+    await Projector(pool).catch_up(failing["stream_id"])
+    recorded = await db.fetchrow("SELECT version, position FROM projection_failures WHERE projection = 'consultations'")
+    # projection_failures.version is documented as "the event that fails".
+    assert (recorded["version"], recorded["position"]) == (failing["stream_version"], failing["position"])
+
+
+class _LateRecorder(Projector):
+    """A projector whose failure record is written a moment late (a slow pool acquire, a GC
+    pause): `before_record` runs between the failed transaction's rollback and the record."""
+
+    before_record = None
+
+    async def _record_failure(self, name, stream_id, failed):
+        if self.before_record is not None:
+            await self.before_record()
+        await super()._record_failure(name, stream_id, failed)
+
+
+async def test_a_failure_recorded_after_another_worker_applied_the_pair_does_not_linger(pool, db):
+    # A transient failure (e.g. a unique violation from a concurrent insert on a non-arbiter
+    # index): worker A fails, worker B then applies the pair, and only then A records.
+    failing = {"now": True}
+
+    async def flaky(conn, events):
+        if failing["now"]:
+            raise ValueError("transient")
+
+    stream = "s-review"
+    await append(EventStore(pool), stream, 0)
+    a = _LateRecorder(pool, projections={"flaky": flaky})
+    b = Projector(pool, projections={"flaky": flaky})
+
+    async def other_worker_applies_it():
+        failing["now"] = False
+        assert await b.catch_up(stream) == 1
+
+    a.before_record = other_worker_applies_it
+    await a.catch_up(stream)
+    assert await db.fetchval("SELECT version FROM projection_checkpoints WHERE stream_id = $1", stream) == 1
+    # The pair is caught up; a failure record against it is stale, and counts toward parking
+    # the next, unrelated incident (or parks a healthy pair outright when it was the last try).
+    assert await db.fetch("SELECT * FROM projection_failures") == []
