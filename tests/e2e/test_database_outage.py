@@ -11,31 +11,11 @@ import asyncpg
 import httpx
 import pytest
 
-from service import migrations
-from service.devstack import EmbeddedPostgres
 from service.settings import Settings
-from tests.conftest import make_tenant
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
 
 URL = "/v1/businesses/acme/consult-submissions"
-
-
-@pytest.fixture
-async def own_postgres(tmp_path):
-    """A PostgreSQL this test may stop and start (the session's is shared)."""
-    server = EmbeddedPostgres(tmp_path / "pg", durable=False)
-    server.start()
-    conn = await asyncpg.connect(server.url())
-    try:
-        await migrations.migrate(conn, migrations.load_migrations())
-        keys = await make_tenant(conn, "acme")
-    finally:
-        await conn.close()
-    try:
-        yield server, keys
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
