@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
 import uvicorn
 
 from service.faults import Faults
 from service.logs import configure_logging
+from service.metrics import MULTIPROCESS_DIR_ENV
 from service.settings import Settings
 
 APP_FACTORY = "service.http.asgi:app_from_env"
@@ -26,5 +33,22 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     configure_logging(settings.log_level, settings.log_format)
     settings.require_database_url()
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(settings))
+    with _shared_metrics(workers):
+        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(settings))
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """With several worker processes, a fresh directory where they all keep their metrics
+    (prometheus_client's multiprocess mode), so a scrape of any of them counts all of them."""
+    if workers <= 1 or os.environ.get(MULTIPROCESS_DIR_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="intake-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = directory  # inherited by the workers uvicorn spawns
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR_ENV]
+        shutil.rmtree(directory, ignore_errors=True)

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import redis.exceptions
 from litestar import Request, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from events.errors import StoreUnavailable, translating_driver_errors
 from events.sqlfiles import queries
@@ -73,4 +73,4 @@ async def metrics(request: Request) -> Response[bytes]:
             state.metrics.projection_parked.labels(projection.projection).set(projection.parked)
     except StoreUnavailable:
         pass  # the scrape still answers; the gauges keep their last values and /readyz says why
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -91,3 +91,24 @@ async def test_events_api_rejects_positions_beyond_bigint_as_400(settings, db):
         empty = await client.get("/v1/events", headers={"Authorization": f"Bearer {key}"})
     assert huge.status_code == 400 and huge.json()["type"] == "https://intake.dev/problems/invalid-parameter"
     assert empty.status_code == 200 and empty.json() == {"events": [], "next_after": 0}
+
+
+async def test_metrics_count_every_worker_process_whichever_one_answers_the_scrape(database_url, tenant, tmp_path):
+    server = ApiProcess({"DATABASE_URL": database_url}, tmp_path / "api.log", workers=2)
+    server.start()
+    submissions = 24
+    try:
+        for n in range(submissions):  # a new connection each: the kernel spreads them over both workers
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                created = await client.post(URL, json=submission(customer_id=f"cus_{n}"), headers=headers(tenant.key))
+                assert created.status_code == 202, created.text
+        scrapes = []
+        for _ in range(8):
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                scrapes.append((await client.get("/metrics")).text)
+    finally:
+        server.stop()
+    counted = f'intake_events_appended_total{{event_type="consult.submitted"}} {float(submissions)}'
+    for text in scrapes:
+        assert counted in text, "a scrape counted only the submissions its own process handled"
+        assert "intake_outbox_backlog " in text

@@ -53,10 +53,11 @@ async def running_api(settings: Settings, **app_kwargs: object) -> AsyncIterator
 class ApiProcess:
     """`intake serve` as a real child process, which tests can SIGKILL and start again."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, workers: int = 1) -> None:
         self.port = free_port()
         self._env = {**os.environ, **env, "LOG_FORMAT": "json"}
         self._log_path = log_path
+        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,7 +69,8 @@ class ApiProcess:
         """Start and wait until /livez answers."""
         log = self._log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.workers)],
             env=self._env, stdout=log, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
