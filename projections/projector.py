@@ -112,15 +112,15 @@ class Projector:
         parked = {(r["projection"], r["stream_id"]) for r in await conn.fetch(self._sql["parked_among"], names, streams)}
         done = {(r["projection"], r["stream_id"]): r["version"] for r in locked
                 if (r["projection"], r["stream_id"]) not in parked}
-        floors: dict[str, int] = {}
+        applied_by_all: dict[str, int] = {}  # per stream, the version every projection has reached
         for (_, stream_id), version in done.items():
-            floors[stream_id] = min(version, floors.get(stream_id, version))
-        if not floors:
+            applied_by_all[stream_id] = min(version, applied_by_all.get(stream_id, version))
+        if not applied_by_all:
             return 0
-        records = await conn.fetch(self._sql["stream_events"], list(floors))
+        records = await conn.fetch(self._sql["stream_events"], list(applied_by_all))
         events: list[StoredEvent] = []
         for record in records:
-            if record["stream_version"] <= floors[record["stream_id"]]:
+            if record["stream_version"] <= applied_by_all[record["stream_id"]]:
                 continue  # applied by every projection already
             try:
                 events.append(decode_record(record))
