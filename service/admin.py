@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 
@@ -25,6 +26,27 @@ class CreatedKey:
     scopes: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    """A revoked API key: when it was revoked, and whether this call did it."""
+
+    key_id: uuid.UUID
+    revoked_at: dt.datetime
+    already_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as operators see it: never the secret, never its hash."""
+
+    key_id: uuid.UUID
+    business: str | None
+    is_admin: bool
+    scopes: tuple[str, ...]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
 async def create_business(conn: asyncpg.Connection, slug: str, name: str) -> int:
     """Create a business; its slug is its permanent URL name."""
     try:
@@ -43,13 +65,36 @@ async def create_key(conn: asyncpg.Connection, *, business: str | None, scopes: 
     unknown = sorted(set(scopes) - SCOPES)
     if unknown:
         raise AdminError(f"unknown scopes: {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}")
-    business_id = None
-    if business is not None:
-        business_id = await conn.fetchval("SELECT id FROM businesses WHERE slug = $1", business)
-        if business_id is None:
-            raise AdminError(f"no business {business!r}")
+    business_id = None if business is None else await _business_id(conn, business)
     final_scopes = sorted(SCOPES) if admin else sorted(set(scopes))
     key, digest = new_key()
     key_id = uuid.uuid4()
     await conn.execute(queries("admin")["create_key"], key_id, digest, business_id, admin, final_scopes)
     return CreatedKey(key_id=key_id, key=key, business=business, scopes=tuple(final_scopes))
+
+
+async def revoke_key(conn: asyncpg.Connection, key_id: uuid.UUID) -> RevokedKey:
+    """Revoke an API key, keeping its row; revoking it again changes nothing."""
+    sql = queries("admin")
+    revoked_at = await conn.fetchval(sql["revoke_key"], key_id)
+    if revoked_at is not None:
+        return RevokedKey(key_id, revoked_at, already_revoked=False)
+    record = await conn.fetchrow(sql["key_by_id"], key_id)
+    if record is None:
+        raise AdminError(f"no API key with id {key_id}")
+    return RevokedKey(key_id, record["revoked_at"], already_revoked=True)
+
+
+async def list_keys(conn: asyncpg.Connection, *, business: str | None = None) -> list[KeyInfo]:
+    """Every API key, or those of one business, oldest first."""
+    business_id = None if business is None else await _business_id(conn, business)
+    records = await conn.fetch(queries("admin")["list_keys"], business_id)
+    return [KeyInfo(key_id=r["id"], business=r["slug"], is_admin=r["is_admin"], scopes=tuple(r["scopes"]),
+                    created_at=r["created_at"], revoked_at=r["revoked_at"]) for r in records]
+
+
+async def _business_id(conn: asyncpg.Connection, slug: str) -> int:
+    record = await conn.fetchrow(queries("admin")["business_by_slug"], slug)
+    if record is None:
+        raise AdminError(f"no business {slug!r}")
+    return record["id"]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -13,6 +14,10 @@ import asyncpg
 
 from service import admin, migrations
 from service.settings import Settings
+
+# Running APIs cache a key's lookup for AUTH_CACHE_TTL_S (service/http/auth.py).
+REVOCATION_BOUND = "running APIs refuse it within AUTH_CACHE_TTL_S seconds (default 10)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (also read by the compose.yaml structure test)."""
@@ -53,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--admin", action="store_true", help="an admin key for every business")
     create_key.add_argument("--scopes", nargs="+", default=[], help="scopes for a business key")
     create_key.add_argument("--json", action="store_true", help="print JSON")
+    revoke_help = f"revoke an API key (the row is kept for the audit trail); {REVOCATION_BOUND}"
+    revoke_key = keys.add_parser("revoke", help=revoke_help, description=revoke_help + ".")
+    revoke_key.add_argument("key_id", type=uuid.UUID, help="the key_id printed by `keys create --json`")
+    list_keys = keys.add_parser("list", help="list API keys: ids, scopes, revocations (never secrets)")
+    list_keys.add_argument("--business", help="only the keys of this business slug")
+    list_keys.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `intake` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "keys" and args.business and not args.scopes:
+    if args.command == "keys" and args.action == "create" and args.business and not args.scopes:
         parser.error("keys create --business needs --scopes")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "dev": _dev, "serve": _serve, "migrate": _migrate, "businesses": _businesses, "keys": _keys,
@@ -119,19 +130,50 @@ def _businesses(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    actions = {"create": _create_key, "revoke": _revoke_key, "list": _list_keys}
+
     async def run() -> int:
         conn = await _connect(settings)
         try:
-            created = await admin.create_key(conn, business=args.business, scopes=args.scopes, admin=args.admin)
+            return await actions[args.action](conn, args)
         finally:
             await conn.close()
-        if args.json:
-            print(json.dumps({"key": created.key, "key_id": str(created.key_id), "business": created.business,
-                              "scopes": list(created.scopes)}))
-        else:
-            print(created.key)
-        return 0
     return _run(run())
+
+
+async def _create_key(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    created = await admin.create_key(conn, business=args.business, scopes=args.scopes, admin=args.admin)
+    if args.json:
+        print(json.dumps({"key": created.key, "key_id": str(created.key_id), "business": created.business,
+                          "scopes": list(created.scopes)}))
+    else:
+        print(created.key)
+    return 0
+
+
+async def _revoke_key(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    revoked = await admin.revoke_key(conn, args.key_id)
+    if revoked.already_revoked:
+        print(f"key {revoked.key_id} was already revoked at {revoked.revoked_at.isoformat()}")
+    else:
+        print(f"revoked key {revoked.key_id}; {REVOCATION_BOUND}")
+    return 0
+
+
+async def _list_keys(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    keys = await admin.list_keys(conn, business=args.business)
+    rows = [{"key_id": str(k.key_id), "business": k.business, "admin": k.is_admin, "scopes": list(k.scopes),
+             "created_at": k.created_at.isoformat(),
+             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None} for k in keys]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'KEY_ID':36}  {'BUSINESS':20}  {'CREATED_AT':32}  {'REVOKED_AT':32}  SCOPES")
+    for row in rows:
+        business = "(admin)" if row["admin"] else row["business"]
+        print(f"{row['key_id']:36}  {business:20}  {row['created_at']:32}  {row['revoked_at'] or '-':32}  "
+              + " ".join(row["scopes"]))
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
