@@ -26,14 +26,15 @@ class ProjectionStatus(msgspec.Struct, frozen=True):
 async def status(conn: asyncpg.Connection) -> list[ProjectionStatus]:
     """Per projection: applied vs head position, lag in events and seconds (parked events not
     counted: they are in `parked`), parked streams. Reads only the events after each floor."""
+    totals = {r["projection"]: r for r in await conn.fetch(queries("projections")["head_and_parked"],
+                                                          list(PROJECTIONS))}
     result = []
-    for name in PROJECTIONS:
+    for name in sorted(PROJECTIONS):
         seen = await window(conn, name)
-        totals = await conn.fetchrow(queries("projections")["head_and_parked"], name)
         result.append(ProjectionStatus(
-            projection=name, applied_position=seen.applied_position, head_position=totals["head_position"],
-            lag_events=seen.lag_events, lag_seconds=seen.lag_seconds, parked=totals["parked"]))
-    return sorted(result, key=lambda row: row.projection)
+            projection=name, applied_position=seen.applied_position, head_position=totals[name]["head_position"],
+            lag_events=seen.lag_events, lag_seconds=seen.lag_seconds, parked=totals[name]["parked"]))
+    return result
 
 
 async def retry(conn: asyncpg.Connection, projection: str | None) -> list[str]:

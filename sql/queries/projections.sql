@@ -124,8 +124,10 @@ DELETE FROM projection_floors WHERE projection = $1;
 SELECT DISTINCT stream_id FROM projection_failures WHERE projection = ANY($1::text[]) AND NOT parked;
 
 -- name: head_and_parked
-SELECT (SELECT coalesce(max(position), 0) FROM events) AS head_position,
-       (SELECT count(*) FROM projection_failures WHERE projection = $1 AND parked) AS parked;
+-- The log's head, and per projection its parked streams.
+SELECT p.projection, (SELECT coalesce(max(position), 0) FROM events) AS head_position,
+       (SELECT count(*) FROM projection_failures f WHERE f.projection = p.projection AND f.parked) AS parked
+FROM unnest($1::text[]) AS p(projection);
 
 -- name: claim_outbox
 SELECT position, stream_id FROM outbox
