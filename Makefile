@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/intake dev
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The layer and purity contracts (pyproject.toml [tool.importlinter]) and ruff's checks.
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check service events projections tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -19,8 +19,8 @@ import contextlib
 import subprocess
 import time
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -38,7 +38,7 @@ from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
 T = TypeVar("T")
 RAW_SCRIPT = Path(__file__).with_name("raw_projection.pgbench")
-RAW_CLIENTS = 16  # what one worker's arq runs at once (projections/worker.py MAX_JOBS)
+RAW_CLIENTS = 16  # what one worker's arq runs at once (service/worker.py MAX_JOBS)
 API_WORKERS = 2
 LAG_WORKERS = 2
 LAG_LOAD = 0.5

@@ -82,7 +82,7 @@ def text_table(measurements: list[Measurement]) -> str:
     """A fixed-width table for the terminal."""
     rows = [HEADER, *(_cells(m) for m in measurements)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths[:-1]))
     return "\n".join(lines)
 

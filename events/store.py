@@ -14,32 +14,9 @@ from events.codec import decode_payload, encode_payload, type_and_version
 from events.errors import UnknownPosition, translating_driver_errors
 from events.group_commit import Committed, FaultPoint, GroupCommitter, Row, no_fault
 from events.sqlfiles import queries
-from events.types import Event, EventMetadata
+from events.types import Event, EventMetadata, Idempotency, StoredEvent
 
 _METADATA = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True, slots=True)
-class Idempotency:
-    """The client's idempotency key and the fingerprint of the request it was first used with."""
-
-    key: str
-    fingerprint: bytes
-
-
-class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One row of the log, decoded."""
-
-    position: int
-    event_id: uuid.UUID
-    stream_id: str
-    stream_version: int
-    event_type: str
-    schema_version: int
-    business_id: int
-    data: Event
-    metadata: msgspec.Raw
-    recorded_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)

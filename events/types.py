@@ -86,3 +86,25 @@ class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     actor: str  # "api_key:<id>" or "cli:<user>"
     correlation_id: str
     causation_id: str | None = None
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """The client's idempotency key and the fingerprint of the request it was first used with."""
+
+    key: str
+    fingerprint: bytes
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the log, decoded: the event with where and when it was recorded."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    event_type: str
+    schema_version: int
+    business_id: int
+    data: Event
+    metadata: msgspec.Raw
+    recorded_at: dt.datetime

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 
-import asyncpg
 import msgspec
 
-from events.store import StoredEvent
-from events.types import ConsultDecided, ConsultSubmitted
-from projections.rows import apply_per_consultation
+from events.types import ConsultDecided, ConsultSubmitted, StoredEvent
 
 NAME = "approvals"
 
@@ -30,6 +26,12 @@ class ApprovalRow(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
+def key(event: StoredEvent) -> uuid.UUID | None:
+    """The consultation an event is about, if any."""
+    data = event.data
+    return data.consultation_id if isinstance(data, ConsultSubmitted | ConsultDecided) else None
+
+
 def evolve(row: ApprovalRow | None, event: StoredEvent) -> ApprovalRow | None:
     """The approval after one event of its stream."""
     data = event.data
@@ -42,8 +44,3 @@ def evolve(row: ApprovalRow | None, event: StoredEvent) -> ApprovalRow | None:
         return msgspec.structs.replace(row, status=data.decision, decided_at=data.decided_at,
                                        clinician_id=data.clinician_id)
     return row
-
-
-async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-    """Write `evolve`'s result for every consultation in the batch."""
-    await apply_per_consultation(conn, events, table="approval", row_type=ApprovalRow, evolve=evolve)

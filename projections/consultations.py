@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 
-import asyncpg
 import msgspec
 
-from events.store import StoredEvent
-from events.types import ConsultDecided, ConsultSubmitted
-from projections.rows import apply_per_consultation
+from events.types import ConsultDecided, ConsultSubmitted, StoredEvent
 
 NAME = "consultations"
 
@@ -36,6 +32,12 @@ class ConsultationRow(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
+def key(event: StoredEvent) -> uuid.UUID | None:
+    """The consultation an event is about, if any."""
+    data = event.data
+    return data.consultation_id if isinstance(data, ConsultSubmitted | ConsultDecided) else None
+
+
 def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow | None:
     """The consultation after one event of its stream."""
     data = event.data
@@ -50,8 +52,3 @@ def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow |
                                        decision=data.decision, reason=data.reason,
                                        clinician_id=data.clinician_id, version=event.stream_version)
     return row
-
-
-async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-    """Write `evolve`'s result for every consultation in the batch."""
-    await apply_per_consultation(conn, events, table="consultation", row_type=ConsultationRow, evolve=evolve)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import uuid
 
-import asyncpg
 import msgspec
 
-from events.sqlfiles import queries
-from events.store import StoredEvent
-from events.types import ConsultSubmitted
-from projections.rows import columns
+from events.types import ConsultSubmitted, StoredEvent
 
 NAME = "patients"
 
@@ -31,6 +26,12 @@ class PatientRow(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: object
 
 
+def key(event: StoredEvent) -> tuple[int, uuid.UUID] | None:
+    """The patient an event is about, if any: one per (business, customer)."""
+    data = event.data
+    return (event.business_id, data.patient_id) if isinstance(data, ConsultSubmitted) else None
+
+
 def evolve(row: PatientRow | None, event: StoredEvent) -> PatientRow | None:
     """The patient after one event: a later submission (by log position) replaces the details."""
     data = event.data
@@ -44,20 +45,3 @@ def evolve(row: PatientRow | None, event: StoredEvent) -> PatientRow | None:
         phone=data.patient.phone, date_of_birth=data.patient.date_of_birth, source_position=event.position,
         updated_at=data.submitted_at,
     )
-
-
-async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-    """Write `evolve`'s result for every patient in the batch, in key order (so that two batches
-    sharing patients lock them in the same order). The upsert's guard applies the same position
-    rule atomically, because another slot's stream of the same patient may be projected at the
-    same moment by another worker."""
-    latest: dict[tuple[int, Any], PatientRow] = {}
-    for event in events:
-        data = event.data
-        if isinstance(data, ConsultSubmitted):
-            key = (event.business_id, data.patient_id)
-            if (row := evolve(latest.get(key), event)) is not None:
-                latest[key] = row
-    if latest:
-        rows = [latest[key] for key in sorted(latest)]
-        await conn.execute(queries("projections")["upsert_patients"], *columns(rows))

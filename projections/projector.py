@@ -21,15 +21,16 @@ import structlog
 from events.codec import UnknownEventType
 from events.errors import StoreUnavailable, is_outage, translating_driver_errors
 from events.sqlfiles import queries
-from events.store import StoredEvent, decode_record
+from events.store import decode_record
+from events.types import StoredEvent
 from projections import approvals, consultations, floors, patients
-from projections.rows import columns
+from projections.writers import apply_approvals, apply_consultations, apply_patients, columns
 
 Apply = Callable[[asyncpg.Connection, Sequence[StoredEvent]], Awaitable[None]]
 PROJECTIONS: Mapping[str, Apply] = {
-    patients.NAME: patients.apply,
-    consultations.NAME: consultations.apply,
-    approvals.NAME: approvals.apply,
+    patients.NAME: apply_patients,
+    consultations.NAME: apply_consultations,
+    approvals.NAME: apply_approvals,
 }
 PARK_AFTER_ATTEMPTS = 3
 BATCH = 50  # streams per transaction when sweeping

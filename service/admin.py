@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from events.sqlfiles import queries
-from service.http.auth import SCOPES, new_key
+from service.keys import SCOPES, new_key
 
 
 class AdminError(Exception):

@@ -14,13 +14,13 @@ import asyncpg
 import structlog
 import uvicorn
 
-from projections.worker import run_worker
 from service import admin, migrations
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
 from service.logs import configure_logging
 from service.runner import uvicorn_options
 from service.settings import Settings
+from service.worker import run_worker
 
 DEMO_SLUG = "demo"
 DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from events.store import StoredEvent
-from events.types import Answer, ConsultDecided, ConsultSubmitted, PatientDetails, SubmissionDeduplicated
+from events.types import Answer, ConsultDecided, ConsultSubmitted, PatientDetails, StoredEvent, SubmissionDeduplicated
 
 MAX_AGE_YEARS = 130
 _SLOT_NAMESPACE = uuid.UUID("6f1c1f3e-8d0b-4f5e-9a55-2b1f0d7c9e10")

@@ -1,6 +1,6 @@
 """The write side's one loop: load → decide → append, retried on optimistic-concurrency conflicts.
 
-A 2xx answer always corresponds to an event committed with its outbox row,
+Every answer it gives corresponds to an event committed with its outbox row,
 either by this request or by the earlier request that used the same key.
 """
 
@@ -10,12 +10,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from events.codec import type_and_version
 from events.errors import AppendConflict
-from events.store import EventStore, Idempotency
-from events.types import ConsultDecided, ConsultSubmitted, Event, EventMetadata, SubmissionDeduplicated
+from events.store import EventStore
+from events.types import Event, EventMetadata, Idempotency, SubmissionDeduplicated
 from service import domain
 
 # A request needs at most three rounds (guess, reload, answer); more means a
@@ -31,49 +29,15 @@ class TooMuchContention(Exception):
     """The stream kept changing under this request; retry it with the same key."""
 
 
-class SubmissionView(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer to a submission."""
-
-    submission_id: uuid.UUID
-    consultation_id: uuid.UUID
-    status: str
-    event_id: uuid.UUID
-    position: int
-
-
-class DecisionView(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer to a decision."""
-
-    consultation_id: uuid.UUID
-    status: str
-    event_id: uuid.UUID
-    position: int
-
-
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the controller answers: status, body and whether it repeats an earlier answer."""
+class Recorded:
+    """The event that answers a command: appended by this request, or by the earlier request
+    that used the same key (`replayed`). The answer is rebuilt from it, so it is the same forever."""
 
-    status: int
-    body: SubmissionView | DecisionView
+    event: Event
+    event_id: uuid.UUID
+    position: int
     replayed: bool = False
-
-
-def answer_for(data: Event, event_id: uuid.UUID, position: int, *, replayed: bool) -> Outcome:
-    """The answer a request got, rebuilt from the event it appended: the same forever."""
-    if isinstance(data, ConsultSubmitted):
-        body = SubmissionView(submission_id=data.submission_id, consultation_id=data.consultation_id,
-                              status="pending", event_id=event_id, position=position)
-        return Outcome(202, body, replayed)
-    if isinstance(data, SubmissionDeduplicated):
-        body = SubmissionView(submission_id=data.open_submission_id, consultation_id=data.consultation_id,
-                              status="pending", event_id=data.open_event_id, position=data.open_position)
-        return Outcome(200, body, replayed)
-    if isinstance(data, ConsultDecided):
-        body = DecisionView(consultation_id=data.consultation_id, status=data.decision,
-                            event_id=event_id, position=position)
-        return Outcome(200, body, replayed)
-    raise TypeError(f"no answer is defined for {type(data).__name__}")
 
 
 class Intake:
@@ -86,7 +50,7 @@ class Intake:
         self._fault = fault
         self._on_append = on_append
 
-    async def submit(self, command: domain.SubmitConsult, key: Idempotency, meta: EventMetadata) -> Outcome:
+    async def submit(self, command: domain.SubmitConsult, key: Idempotency, meta: EventMetadata) -> Recorded:
         """Open a consultation, or answer with the open one, exactly once per key."""
         slot = domain.slot_stream(command.business_id, command.customer_id, command.product_id)
         # Optimistic first round: most submissions open a slot nobody has used,
@@ -102,12 +66,12 @@ class Intake:
                 stream, expected = domain.request_stream(command.submission_id), 0
             else:
                 stream, expected = slot, state.version
-            if outcome := await self._append(stream, expected, event, command.business_id, key, meta):
-                return outcome
+            if recorded := await self._append(stream, expected, event, command.business_id, key, meta):
+                return recorded
         raise TooMuchContention(TooMuchContention.__doc__)
 
     async def decide(self, business_id: int, command: domain.DecideConsult, key: Idempotency,
-                     meta: EventMetadata) -> Outcome:
+                     meta: EventMetadata) -> Recorded:
         """Record a clinician's decision on a pending consultation, exactly once per key."""
         for _ in range(MAX_ATTEMPTS):
             if prior := await self._replay(business_id, key):
@@ -124,21 +88,21 @@ class Intake:
                 if prior := await self._replay(business_id, key):
                     return prior
                 raise
-            if outcome := await self._append(stream, state.version, event, business_id, key, meta):
-                return outcome
+            if recorded := await self._append(stream, state.version, event, business_id, key, meta):
+                return recorded
         raise TooMuchContention(TooMuchContention.__doc__)
 
-    async def _replay(self, business_id: int, key: Idempotency) -> Outcome | None:
+    async def _replay(self, business_id: int, key: Idempotency) -> Recorded | None:
         found = await self._store.find_by_idempotency_key(business_id, key.key)
         if found is None:
             return None
         event, fingerprint = found
         if fingerprint != key.fingerprint:
             raise IdempotencyKeyReused(IdempotencyKeyReused.__doc__)
-        return answer_for(event.data, event.event_id, event.position, replayed=True)
+        return Recorded(event.data, event.event_id, event.position, replayed=True)
 
     async def _append(self, stream: str, expected: int, event: Event, business_id: int,
-                      key: Idempotency, meta: EventMetadata) -> Outcome | None:
+                      key: Idempotency, meta: EventMetadata) -> Recorded | None:
         event_id = self._new_id()
         try:
             appended = await self._store.append(stream_id=stream, expected_version=expected,
@@ -148,4 +112,4 @@ class Intake:
             return None
         self._on_append(type_and_version(event)[0])
         await self._fault("append.after_commit")
-        return answer_for(event, event_id, appended.positions[0], replayed=False)
+        return Recorded(event, event_id, appended.positions[0])

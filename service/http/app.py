@@ -8,20 +8,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from redis.asyncio import Redis
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
+from redis.asyncio import Redis
 
 from events.store import EventStore
+from projections.freshness import Freshness
+from projections.queries import ReadModels
 from service import migrations
 from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.http import decisions, events_api, ops, reads, submissions
-from service.http.auth import ApiKeys
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
+from service.keys import ApiKeys
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -47,6 +49,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
             intake=Intake(store, new_id=new_id, fault=faults.hit,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
             api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
+            read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
+            freshness=Freshness(pool, acquire_timeout=acquire_timeout),
         )
         if settings.redis_url:  # only for /readyz's report; the API never needs Redis to accept writes
             app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
@@ -62,8 +66,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
                         events_api.list_events, ops.livez, ops.readyz, ops.metrics],
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
-                     "new_id": new_id, "migrations": migrations.load_migrations(),
-                     "read_freshness": reads.Freshness()}),
+                     "new_id": new_id, "migrations": migrations.load_migrations()}),
         exception_handlers={Exception: problem_response},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="intake", version="1.0.0", path="/schema"),

@@ -7,10 +7,11 @@ import uuid
 from litestar import Request, Response, post
 
 from service import domain
-from service.http.auth import Tenant, requires
+from service.http.auth import requires
 from service.http.problems import NotFound
 from service.http.schemas import DecisionIn, check_json_content_type, decode_body
-from service.http.submissions import answer, event_metadata, idempotency_key
+from service.http.writes import answer, event_metadata, idempotency_key
+from service.keys import Tenant
 
 
 def consultation_id_of(request: Request) -> uuid.UUID:
@@ -25,7 +26,7 @@ def consultation_id_of(request: Request) -> uuid.UUID:
       guards=[requires("consultations:decide")], status_code=200,
       summary="Approve or reject a pending consultation", tags=["decisions"])
 async def decide_consultation(request: Request) -> Response[bytes]:
-    """Record a decision exactly once per Idempotency-Key; see the API contract, section 4."""
+    """Record a decision exactly once per Idempotency-Key; see docs/API.md, section 4."""
     tenant: Tenant = request.state.tenant
     check_json_content_type(request.headers.get("content-type"))
     body = decode_body(await request.body(), DecisionIn)
@@ -37,5 +38,5 @@ async def decide_consultation(request: Request) -> Response[bytes]:
     command = domain.DecideConsult(consultation_id=consultation_id, decision=body.decision,
                                    reason=body.reason, clinician_id=body.clinician_id, at=state.clock())
     await state.faults.hit("request.before_append")
-    outcome = await state.intake.decide(tenant.business_id, command, key, event_metadata(request, tenant))
-    return answer(outcome)
+    recorded = await state.intake.decide(tenant.business_id, command, key, event_metadata(request, tenant))
+    return answer(recorded)

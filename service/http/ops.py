@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import redis.exceptions
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from events.errors import StoreUnavailable, translating_driver_errors
-from events.sqlfiles import queries
-from projections.operations import status as projection_status
+from projections.status import outbox_stats
+from projections.status import status as projection_status
 from service import migrations
 
 
@@ -63,10 +62,10 @@ async def metrics(request: Request) -> Response[bytes]:
     try:
         with translating_driver_errors():
             async with state.pool.acquire(timeout=state.settings.readiness_timeout_ms / 1000) as conn:
-                row: asyncpg.Record = await conn.fetchrow(queries("admin")["outbox_stats"])
+                outbox = await outbox_stats(conn)
                 lag = await projection_status(conn)
-        state.metrics.outbox_backlog.set(row["backlog"])
-        state.metrics.outbox_oldest_age.set(row["oldest_age_s"])
+        state.metrics.outbox_backlog.set(outbox.backlog)
+        state.metrics.outbox_oldest_age.set(outbox.oldest_age_s)
         for projection in lag:
             state.metrics.projection_lag_events.labels(projection.projection).set(projection.lag_events)
             state.metrics.projection_lag_seconds.labels(projection.projection).set(projection.lag_seconds)

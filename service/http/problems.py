@@ -15,8 +15,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from events.errors import StoreUnavailable, UnknownPosition
+from projections.freshness import ProjectionLagging
 from service import domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
+from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
 
 PROBLEM_BASE = "https://intake.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -84,12 +86,6 @@ class UnsupportedMediaType(ClientProblem):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
-class Unauthenticated(ClientProblem):
-    """No valid API key was presented."""
-
-    status, slug, title = 401, "unauthenticated", "Authentication required"
-
-
 class Forbidden(ClientProblem):
     """The API key may not do this here."""
 
@@ -118,6 +114,10 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     domain.AlreadyDecided: _Kind(409, "already-decided", "Already decided"),
     domain.ConsultationNotFound: _Kind(404, "not-found", "Not found"),
     UnknownPosition: _Kind(400, "unknown-position", "Unknown position"),
+    InvalidApiKey: _Kind(401, "unauthenticated", "Authentication required"),
+    NotPermitted: _Kind(403, "forbidden", "Forbidden"),
+    UnknownBusiness: _Kind(404, "not-found", "Not found"),
+    ProjectionLagging: _Kind(503, "projection-lagging", "Projection lagging", retry_after=1),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

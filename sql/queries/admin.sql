@@ -33,8 +33,3 @@ FROM api_keys k
 LEFT JOIN businesses b ON b.id = k.business_id
 WHERE $1::bigint IS NULL OR k.business_id = $1
 ORDER BY k.created_at, k.id;
-
--- name: outbox_stats
-SELECT count(*) AS backlog,
-       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s
-FROM outbox;

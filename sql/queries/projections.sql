@@ -198,3 +198,8 @@ SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[
                      $7::timestamptz[], $8::text[], $9::bigint[])
 ON CONFLICT (consultation_id) DO UPDATE
 SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at, clinician_id = EXCLUDED.clinician_id;
+
+-- name: outbox_stats
+SELECT count(*) AS backlog,
+       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s
+FROM outbox;

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from events.errors import AppendConflict
-from events.store import EventStore, Idempotency
-from events.types import ConsultDecided, EventMetadata
+from events.store import EventStore
+from events.types import ConsultDecided, EventMetadata, Idempotency
 
 META = EventMetadata(request_id="req", actor="test", correlation_id="req")
 

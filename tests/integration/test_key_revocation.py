@@ -19,8 +19,7 @@ import pytest
 from service import admin
 from service.cli import build_parser
 from service.db import create_pool
-from service.http.auth import ApiKeys
-from service.http.problems import Unauthenticated
+from service.keys import ApiKeys, InvalidApiKey
 from tests.support.servers import running_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +76,7 @@ async def test_a_revoked_key_is_refused_once_its_cached_lookup_is_ttl_old(settin
         now[0] = settings.auth_cache_ttl_s - 0.1
         assert (await keys.authenticate(bearer)).key_id == created.key_id  # the documented window
         now[0] = settings.auth_cache_ttl_s
-        with pytest.raises(Unauthenticated):
+        with pytest.raises(InvalidApiKey):
             await keys.authenticate(bearer)
     finally:
         await pool.close()

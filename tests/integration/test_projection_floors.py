@@ -9,8 +9,9 @@ import pytest
 
 from events.store import EventStore
 from projections import patients
-from projections.operations import retry, status
 from projections.projector import PARK_AFTER_ATTEMPTS, Projector
+from projections.status import retry, status
+from projections.writers import apply_patients
 from tests.integration.test_event_log import append
 from tests.integration.test_projections import submit_many
 from tests.support.fold import actual_tables, expected_tables
@@ -56,7 +57,7 @@ async def test_a_floor_never_passes_an_event_whose_transaction_is_still_open(poo
             held.set()
             await release.wait()
 
-    projector = Projector(pool, projections={patients.NAME: patients.apply})
+    projector = Projector(pool, projections={patients.NAME: apply_patients})
     slow = asyncio.create_task(append(EventStore(pool, fault=hold_commit), "slow", 0))
     try:
         await asyncio.wait_for(held.wait(), 10)  # slow's event has its position, uncommitted

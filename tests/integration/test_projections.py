@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import dataclasses
+import random
 
 import asyncpg
 import httpx
@@ -84,7 +84,7 @@ async def test_a_poison_event_parks_only_its_stream_and_retry_after_a_fix_applie
     assert await projector.sweep() == 0  # parked: no longer retried by the sweep
 
     await db.execute("ALTER TABLE consultations DROP CONSTRAINT short_customer")  # the fix
-    from projections.operations import retry
+    from projections.status import retry
     streams = await retry(db, None)
     await projector.catch_up(*streams)
     assert await db.fetchval("SELECT count(*) FROM consultations") == 2

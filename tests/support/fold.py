@@ -10,7 +10,6 @@ import msgspec
 
 from events.store import decode_record
 from projections import approvals, consultations, patients
-from projections.rows import consultation_of
 
 _ALL_EVENTS = """
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
@@ -23,18 +22,9 @@ async def expected_tables(conn: asyncpg.Connection) -> dict[str, dict[Any, dict[
     rows: dict[str, dict[Any, Any]] = {"patients": {}, "consultations": {}, "approvals": {}}
     for record in await conn.fetch(_ALL_EVENTS):
         event = decode_record(record)
-        consultation_id = consultation_of(event)
-        if consultation_id is not None:
-            for table, module in (("consultations", consultations), ("approvals", approvals)):
-                row = module.evolve(rows[table].get(consultation_id), event)
-                if row is not None:
-                    rows[table][consultation_id] = row
-        patient = getattr(event.data, "patient_id", None)
-        if patient is not None:
-            key = (event.business_id, patient)
-            row = patients.evolve(rows["patients"].get(key), event)
-            if row is not None:
-                rows["patients"][key] = row
+        for table, model in (("patients", patients), ("consultations", consultations), ("approvals", approvals)):
+            if (key := model.key(event)) is not None and (row := model.evolve(rows[table].get(key), event)) is not None:
+                rows[table][key] = row
     return {table: {key: msgspec.structs.asdict(row) for key, row in table_rows.items()}
             for table, table_rows in rows.items()}
 

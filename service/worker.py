@@ -11,17 +11,16 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import redis.exceptions
 import structlog
 import uvloop
-from arq import Retry, Worker, cron
+from arq import Worker, cron
 from arq.connections import RedisSettings, create_pool
 
-from events.errors import StoreUnavailable
+from projections.jobs import project_streams, sweep
 from projections.projector import Projector
-from projections.relay import JOB, Relay
+from projections.relay import Relay
 from service.db import create_pool as create_db_pool
 from service.logs import configure_logging
 from service.settings import Settings
@@ -31,19 +30,6 @@ MAX_JOBS = 16
 SWEEP_SECONDS = {0, 15, 30, 45}  # the cron sweep: every 15 s, one worker per tick (arq's cron job ids)
 RESTART_MAX_S = 5.0
 _log = structlog.get_logger("intake.worker")
-
-
-async def project_streams(ctx: dict[str, Any], *stream_ids: str) -> int:
-    """arq job: catch a relayed batch of streams up in every projection."""
-    try:
-        return await ctx["projector"].catch_up(*stream_ids)
-    except StoreUnavailable:
-        raise Retry(defer=min(2 ** ctx["job_try"] * 0.1, 5)) from None
-
-
-async def sweep(ctx: dict[str, Any]) -> int:
-    """arq cron job: repair whatever the queue lost."""
-    return await ctx["projector"].sweep()
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
