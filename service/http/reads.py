@@ -262,8 +262,10 @@ async def list_consultations(request: Request) -> ConsultationPage:
     customer_id = request.query_params.get("customer_id")
     tenant = await _wait_for_projection(request, "consultations")
     args = [tenant.business_id, *after, status, limit + 1]
-    rows = await (_fetch(request, "consultations", *args) if customer_id is None
-                  else _fetch(request, "consultations_of_customer", *args, customer_id))
+    # A query per filter shape, each with its own index (reads.sql: consultations).
+    in_status = "" if status is None else "_in_status"
+    rows = await (_fetch(request, "consultations" + in_status, *args) if customer_id is None
+                  else _fetch(request, "consultations_of_customer" + in_status, *args, customer_id))
     page, next_cursor = _page(rows, limit, lambda r: _encode_cursor("c", r["position"], r["consultation_id"]))
     return ConsultationPage([_consultation(r) for r in page], next_cursor)
 
