@@ -22,7 +22,7 @@ import pytest
 from events.sqlfiles import queries
 from tests.conftest import cloned_database
 
-BIG, OTHER = 1, 2  # business ids; the read tables have no foreign key to businesses
+BIG = 1  # the big tenant's business id, the other's is 2; the read tables have no foreign key to businesses
 BIG_ROWS = 200_000
 NIL = uuid.UUID(int=0)
 # A page of n rows may touch a heap page per row plus a few index pages per level
