@@ -99,8 +99,10 @@ class ReadModels:
                             customer_id: str | None) -> Page[ConsultationView]:
         """Consultations in submission order, optionally of one status and/or customer."""
         args = [business_id, *after, status, limit + 1]
-        rows = await (self._fetch("consultations", *args) if customer_id is None
-                      else self._fetch("consultations_of_customer", *args, customer_id))
+        # A query per filter shape, each walking its own index (reads.sql: consultations).
+        in_status = "" if status is None else "_in_status"
+        rows = await (self._fetch("consultations" + in_status, *args) if customer_id is None
+                      else self._fetch("consultations_of_customer" + in_status, *args, customer_id))
         return _page(rows, limit, _consultation, lambda r: (r["position"], r["consultation_id"]))
 
     async def patient(self, business_id: int, patient_id: uuid.UUID) -> PatientView | None:

@@ -10,12 +10,29 @@ WHERE consultation_id = $2 AND business_id = $1;
 -- name: consultations
 -- Keyset on (position, consultation_id) after the cursor ($2, $3); walks
 -- consultations_by_business. The bare `position >= $2` lets the index bound the scan.
+--
+-- A status filter is a separate query (consultations_in_status), not
+-- `($4 IS NULL OR status = $4)`: asyncpg prepares statements, and a generic plan
+-- must serve both values of that test, so it cannot use a status index and walks
+-- the tenant's rows filtering each. Here $4 is the caller's status, always NULL:
+-- the test makes a misrouted status return nothing rather than every status.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position
 FROM consultations
 WHERE business_id = $1
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
-  AND ($4::text IS NULL OR status = $4)
+  AND $4::text IS NULL
+ORDER BY position, consultation_id
+LIMIT $5;
+
+-- name: consultations_in_status
+-- The same list in one status ($4): walks consultations_by_status, so a status
+-- no row has costs an index descent, not the tenant.
+SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
+       submitted_at, decided_at, decision, reason, clinician_id, version, position
+FROM consultations
+WHERE business_id = $1 AND status = $4
+  AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
 ORDER BY position, consultation_id
 LIMIT $5;
 
@@ -26,7 +43,17 @@ SELECT consultation_id, submission_id, patient_id, customer_id, product_id, stat
 FROM consultations
 WHERE business_id = $1 AND customer_id = $6
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
-  AND ($4::text IS NULL OR status = $4)
+  AND $4::text IS NULL
+ORDER BY position, consultation_id
+LIMIT $5;
+
+-- name: consultations_of_customer_in_status
+-- One customer's ($6) list in one status ($4): walks consultations_by_customer_status.
+SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
+       submitted_at, decided_at, decision, reason, clinician_id, version, position
+FROM consultations
+WHERE business_id = $1 AND customer_id = $6 AND status = $4
+  AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
 ORDER BY position, consultation_id
 LIMIT $5;
 
