@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -20,6 +20,7 @@ from service import migrations
 from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
+from service.health import Health
 from service.http import decisions, events_api, ops, reads, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
@@ -38,38 +39,47 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     """The intake API, wired to its dependencies; the lifespan owns the pool."""
     metrics = Metrics()
     faults = Faults(settings.faults, environment=settings.environment)
-    acquire_timeout = settings.db_acquire_timeout_ms / 1000
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings, application_name="intake-api", min_size=0)
-        store = EventStore(pool, acquire_timeout=acquire_timeout, fault=faults.hit)
-        app.state.update(
-            pool=pool, store=store,
-            intake=Intake(store, new_id=new_id, fault=faults.hit,
-                          on_append=lambda t: metrics.events_appended.labels(t).inc()),
-            api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
-            read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
-            freshness=Freshness(pool, acquire_timeout=acquire_timeout),
-        )
-        if settings.redis_url:  # only for /readyz's report; the API never needs Redis to accept writes
-            app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            yield
-        finally:
-            await pool.close()
-            if settings.redis_url:
-                await app.state.redis.aclose()
-
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router,
                         events_api.list_events, ops.livez, ops.readyz, ops.metrics],
-        lifespan=[lifespan],
+        lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
-                     "new_id": new_id, "migrations": migrations.load_migrations()}),
+                     "new_id": new_id}),
         exception_handlers={Exception: problem_response},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="intake", version="1.0.0", path="/schema"),
         logging_config=None,
     )
     return RequestContext(app, metrics)
+
+
+def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
+              new_id: Callable[[], uuid.UUID]) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Opens the pool (and the Redis client /readyz reports on) and wires what uses them."""
+    acquire_timeout = settings.db_acquire_timeout_ms / 1000
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        # Only for /readyz's report: the API never needs Redis to accept writes.
+        redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+                 if settings.redis_url else None)
+        store = EventStore(pool, acquire_timeout=acquire_timeout, fault=faults.hit)
+        app.state.update(
+            store=store,
+            intake=Intake(store, new_id=new_id, fault=faults.hit,
+                          on_append=lambda t: metrics.events_appended.labels(t).inc()),
+            api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
+            read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
+            freshness=Freshness(pool, acquire_timeout=acquire_timeout),
+            health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
+                          expected=migrations.load_migrations()),
+        )
+        try:
+            yield
+        finally:
+            await pool.close()
+            if redis is not None:
+                await redis.aclose()
+
+    return lifespan
