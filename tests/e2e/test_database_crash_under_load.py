@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 import pytest
 
-from service import devstack_pg
 from service.devstack import EmbeddedPostgres, pg_bin
+from service.devstack import postgres as devstack_pg
 from tests.support.payloads import headers, submission
 from tests.support.servers import ApiProcess
 
