@@ -7,6 +7,7 @@ import asyncio
 import json
 import resource
 import time
+import uuid
 from collections.abc import Sequence
 
 import httpx
@@ -86,11 +87,12 @@ async def open_all(port: int, sockets: Sequence[HeldSocket]) -> None:
 
 async def served_promptly(base_url: str, key: str) -> None:
     """Liveness and a real submission answer correctly and within PROMPT_S, on fresh connections."""
-    for _ in range(3):
+    for attempt in range(3):
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
             started = time.monotonic()
             live = await client.get("/livez")
-            posted = await client.post(URL, json=submission(), headers=headers(key))
+            posted = await client.post(URL, json=submission(customer_id=f"cus_held_{attempt}_{uuid.uuid4().hex}"),
+                                     headers=headers(key))
             elapsed = time.monotonic() - started
         assert live.status_code == 200, live.text
         assert posted.status_code == 202, posted.text
