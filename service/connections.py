@@ -30,7 +30,7 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavai
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 # Descriptors kept back from the connection cap: database pool, Redis, logs, the listening socket.
 FD_RESERVE = 256
@@ -59,6 +59,10 @@ class ConnectionLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
         """The configured limits, the connection cap kept under this process's descriptor limit."""
+        for name in ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s", "max_header_bytes",
+                     "max_connections", "max_in_flight"):
+            if getattr(settings, f"http_{name}") <= 0:
+                raise SettingsError(f"HTTP_{name.upper()} must be positive")
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         cap = settings.http_max_connections
         if soft != resource.RLIM_INFINITY:
