@@ -15,6 +15,7 @@ import structlog
 import uvicorn
 
 from service import admin, migrations
+from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
 from service.logs import configure_logging
@@ -30,6 +31,7 @@ _log = structlog.get_logger("intake.dev")
 def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     """Start what is missing, run everything until Ctrl-C or SIGTERM, then stop it all in order."""
     configure_logging(settings.log_level, settings.log_format)
+    raise_fd_limit()
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from service.connections import ConnectionLimits, GuardedHttpToolsProtocol, raise_fd_limit
 from service.faults import Faults
 from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_DIR_ENV
@@ -19,11 +21,15 @@ APP_FACTORY = "service.http.asgi:app_from_env"
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
-    """The server options shared by `intake serve` and `intake dev`."""
+    """The server options shared by `intake serve` and `intake dev`: uvloop and httptools, with the
+    connection limits of service/connections.py (call raise_fd_limit() first for the widest cap)."""
+    protocol = functools.partial(GuardedHttpToolsProtocol, limits=ConnectionLimits.from_settings(settings))
     return {
-        "loop": "uvloop", "http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
+        "loop": "uvloop", "http": protocol, "lifespan": "on", "access_log": False, "log_config": None,
         "timeout_graceful_shutdown": settings.shutdown_grace_ms / 1000,
-        "limit_concurrency": 2048,  # beyond this, 503 from the server instead of unbounded queueing
+        "timeout_keep_alive": settings.http_keepalive_timeout_s,
+        # uvicorn's own cap counts idle sockets too; the protocol's HTTP_MAX_IN_FLIGHT counts only requests.
+        "limit_concurrency": None,
         "backlog": 2048,
     }
 
@@ -33,6 +39,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     configure_logging(settings.log_level, settings.log_format)
     settings.require_database_url()
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
+    raise_fd_limit()  # before forking: the workers inherit it
     with _shared_metrics(workers):
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(settings))
     return 0

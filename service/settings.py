@@ -37,6 +37,13 @@ class Settings:
     readiness_timeout_ms: int = 1000
     shutdown_grace_ms: int = 10000
     auth_cache_ttl_s: int = 10
+    # Connection-level limits, per server worker process (see service/connections.py).
+    http_header_timeout_s: int = 10  # from connect, or a kept-alive request's first byte, to its last header
+    http_body_timeout_s: int = 10  # from the last header to the last body byte
+    http_keepalive_timeout_s: int = 5  # idle time between requests on one connection
+    http_max_header_bytes: int = 32 * 1024  # a request line and headers larger than this get 431
+    http_max_connections: int = 4096  # open sockets; at the cap, the longest-waiting-on-its-client is closed
+    http_max_in_flight: int = 2048  # requests the app is working on; beyond this, 503 at once
     faults: str = ""
     log_level: str = "info"
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
@@ -58,6 +65,12 @@ class Settings:
             readiness_timeout_ms=_int(env, "READINESS_TIMEOUT_MS", 1000),
             shutdown_grace_ms=_int(env, "SHUTDOWN_GRACE_MS", 10000),
             auth_cache_ttl_s=_int(env, "AUTH_CACHE_TTL_S", 10),
+            http_header_timeout_s=_int(env, "HTTP_HEADER_TIMEOUT_S", 10),
+            http_body_timeout_s=_int(env, "HTTP_BODY_TIMEOUT_S", 10),
+            http_keepalive_timeout_s=_int(env, "HTTP_KEEPALIVE_TIMEOUT_S", 5),
+            http_max_header_bytes=_int(env, "HTTP_MAX_HEADER_BYTES", 32 * 1024),
+            http_max_connections=_int(env, "HTTP_MAX_CONNECTIONS", 4096),
+            http_max_in_flight=_int(env, "HTTP_MAX_IN_FLIGHT", 2048),
             faults=env.get("INTAKE_FAULTS", ""),
             log_level=env.get("LOG_LEVEL", "info"),
             log_format=env.get("LOG_FORMAT", "auto"),
