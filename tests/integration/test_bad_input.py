@@ -25,9 +25,10 @@ import pytest
 
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.settings import Settings
-from tests.conftest import TenantKeys, cloned_database, make_tenant
+from tests.support.databases import cloned_database
 from tests.support.payloads import submission
 from tests.support.servers import running_api
+from tests.support.tenants import TenantKeys, make_tenant
 
 SLUG = "acme"
 URL = f"/v1/businesses/{SLUG}/consult-submissions"

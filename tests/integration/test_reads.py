@@ -17,9 +17,9 @@ import pytest
 
 from projections.projector import Projector
 from service import admin
-from tests.conftest import TenantKeys
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
+from tests.support.tenants import TenantKeys
 
 SUBMIT = "/v1/businesses/{slug}/consult-submissions"
 BASE = "/v1/businesses/{slug}"
