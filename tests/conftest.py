@@ -1,9 +1,11 @@
 """Shared fixtures: a real PostgreSQL and Redis started by the suite, a migrated template
-database cloned per test (CREATE DATABASE … TEMPLATE), and tenants with API keys."""
+database cloned per test (CREATE DATABASE … TEMPLATE), and tenants with API keys.
+
+The helpers behind them live in tests/support/ (databases.py, tenants.py), where any test
+module may import them; test modules never import from this file or from each other."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import os
@@ -14,9 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service import admin, migrations
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.settings import Settings
+from tests.support.databases import cloned_database, create_template
+from tests.support.tenants import TenantKeys, make_tenant
 
 TEMPLATE = "intake_template"
 _counter = itertools.count()
@@ -54,36 +57,7 @@ def redis_server(state_dir: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 async def template_database(postgres: EmbeddedPostgres) -> str:
     """A database with every migration applied, cloned by each test."""
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
-        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(postgres.url(TEMPLATE))
-    try:
-        await migrations.migrate(conn, migrations.load_migrations())
-    finally:
-        await conn.close()
-    return TEMPLATE
-
-
-@contextlib.asynccontextmanager
-async def cloned_database(postgres: EmbeddedPostgres, template: str, name: str) -> AsyncIterator[str]:
-    """A database cloned from the migrated template for as long as the block runs; yields its URL."""
-    conn = await asyncpg.connect(postgres.url())
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    finally:
-        await conn.close()
-    try:
-        yield postgres.url(name)
-    finally:
-        conn = await asyncpg.connect(postgres.url())
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
+    return await create_template(postgres, TEMPLATE)
 
 
 @pytest.fixture
@@ -108,24 +82,6 @@ def settings(database_url: str, redis_server: EmbeddedRedis) -> Settings:
     """Settings pointing at the test's database and the session's Redis."""
     return dataclasses.replace(Settings.from_env({}), database_url=database_url, redis_url=redis_server.url(),
                                log_format="json", db_pool_max=40)
-
-
-@dataclasses.dataclass(frozen=True)
-class TenantKeys:
-    """A business and API keys for it."""
-
-    slug: str
-    key: str  # every business scope
-    read_only_key: str
-
-
-async def make_tenant(conn: asyncpg.Connection, slug: str) -> TenantKeys:
-    """Create a business with a full key and a read-only key."""
-    await admin.create_business(conn, slug, slug.title())
-    scopes = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]
-    full = await admin.create_key(conn, business=slug, scopes=scopes, admin=False)
-    read = await admin.create_key(conn, business=slug, scopes=["consultations:read"], admin=False)
-    return TenantKeys(slug, full.key, read.key)
 
 
 @pytest.fixture

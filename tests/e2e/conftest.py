@@ -7,7 +7,7 @@ import pytest
 
 from service import migrations
 from service.devstack import EmbeddedPostgres
-from tests.conftest import make_tenant
+from tests.support.tenants import make_tenant
 
 
 @pytest.fixture

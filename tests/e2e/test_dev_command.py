@@ -3,60 +3,92 @@ that materialize, and a clean stop on SIGTERM within the grace period."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
+import pytest
 
 from service.devstack import free_port
 from tests.support.payloads import headers, submission
 
 ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 90.0  # first start: initdb, migrations, Redis, API and worker
+STOP_TIMEOUT_S = 15.0  # how long we wait for SIGTERM to end it before failing
+GRACE_S = 10.0  # it must be gone well within this (SHUTDOWN_GRACE_MS is 3 s)
+POLL_S = 0.1
 
 
 def test_intake_dev_runs_everything_and_stops_cleanly(tmp_path):
     port = free_port()
+    log_path = tmp_path / "dev.log"
+    with log_path.open("w+b") as log, running_dev(tmp_path / "state", port, log) as process:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        key = printed_key(process, log_path, deadline)
+        assert b"curl -sS -X POST" in log_path.read_bytes()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            wait_until_live(client, deadline)
+            assert_a_submission_reads_back_pending(client, key)
+        assert_sigterm_stops_it_within_the_grace_period(process)
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "state")], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "a server outlived intake dev"
+
+
+@contextlib.contextmanager
+def running_dev(state_dir: Path, port: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """`intake dev` as a child process with no DATABASE_URL or REDIS_URL, killed if the test leaves it running."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    log = (tmp_path / "dev.log").open("w+b")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "service.cli", "dev", "--port", str(port), "--state-dir", str(state_dir)],
         cwd=ROOT, env={**env, "SHUTDOWN_GRACE_MS": "3000", "LOG_FORMAT": "json"}, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 90
-        key = None
-        while key is None and time.monotonic() < deadline and process.poll() is None:
-            key_line = re.search(rb"\(shown once\): (ik_\S+)", (tmp_path / "dev.log").read_bytes())
-            key = key_line[1].decode() if key_line else None
-            time.sleep(0.1)
-        assert key, (tmp_path / "dev.log").read_text()[-3000:]
-        assert b"curl -sS -X POST" in (tmp_path / "dev.log").read_bytes()
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=10) as client:
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/livez").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            created = client.post("/v1/businesses/demo/consult-submissions", json=submission(), headers=headers(key))
-            assert created.status_code == 202, created.text
-            url = f"/v1/businesses/demo/consultations/{created.json()['consultation_id']}"
-            view = client.get(url, params={"min_position": created.json()["position"]},
-                              headers={"Authorization": f"Bearer {key}"})
-            assert view.status_code == 200 and view.json()["status"] == "pending", view.text
-
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        assert time.monotonic() - started < 10
-        leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "state")], capture_output=True, text=True)
-        assert leftovers.stdout.strip() == "", "a server outlived intake dev"
+        yield process
     finally:
         if process.poll() is None:
             process.kill()
-        log.close()
+            process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def printed_key(process: subprocess.Popen[bytes], log_path: Path, deadline: float) -> str:
+    """The API key `intake dev` prints once, read from its output as soon as it appears."""
+    while time.monotonic() < deadline and process.poll() is None:
+        if key_line := re.search(rb"\(shown once\): (ik_\S+)", log_path.read_bytes()):
+            return key_line[1].decode()
+        time.sleep(POLL_S)
+    pytest.fail(f"no key printed: {log_path.read_text(errors='replace')[-3000:]}")
+
+
+def wait_until_live(client: httpx.Client, deadline: float) -> None:
+    """Poll /livez until it answers 200."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if client.get("/livez").status_code == 200:
+                return
+        time.sleep(POLL_S)
+    pytest.fail("intake dev's API never became live")
+
+
+def assert_a_submission_reads_back_pending(client: httpx.Client, key: str) -> None:
+    """The printed key submits, and the projections materialize it (read with min_position)."""
+    created = client.post("/v1/businesses/demo/consult-submissions", json=submission(), headers=headers(key))
+    assert created.status_code == 202, created.text
+    url = f"/v1/businesses/demo/consultations/{created.json()['consultation_id']}"
+    view = client.get(url, params={"min_position": created.json()["position"]},
+                      headers={"Authorization": f"Bearer {key}"})
+    assert view.status_code == 200 and view.json()["status"] == "pending", view.text
+
+
+def assert_sigterm_stops_it_within_the_grace_period(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ends it with status 0, well within the grace period."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_TIMEOUT_S) == 0
+    assert time.monotonic() - started < GRACE_S

@@ -13,33 +13,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import TenantKeys
-from tests.support.payloads import headers, submission
+from tests.support.consults import DECIDE, decide, submit
+from tests.support.payloads import decision, headers
 from tests.support.servers import running_api
 
-SUBMIT = "/v1/businesses/{slug}/consult-submissions"
-DECIDE = "/v1/businesses/{slug}/consultations/{consultation_id}/decision"
 PROBLEMS = "https://intake.dev/problems/"
-
-
-def decision(verdict: str = "approved", **overrides: Any) -> dict[str, Any]:
-    """A valid decision body with fields replaced."""
-    return {"decision": verdict, "reason": "Meets the criteria", "clinician_id": "clin_7", **overrides}
-
-
-async def submit(client: httpx.AsyncClient, tenant: TenantKeys, **overrides: Any) -> dict[str, Any]:
-    """A new pending consultation; its 202 body."""
-    response = await client.post(SUBMIT.format(slug=tenant.slug), json=submission(**overrides),
-                                 headers=headers(tenant.key))
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def decide(client: httpx.AsyncClient, slug: str, consultation_id: object, body: dict[str, Any], key: str,
-           idempotency_key: str | None = None):
-    """POST a decision (a coroutine, so that tests can gather many)."""
-    return client.post(DECIDE.format(slug=slug, consultation_id=consultation_id), json=body,
-                       headers=headers(key, idempotency_key))
 
 
 async def event_log(db: asyncpg.Connection) -> list[tuple[int, str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 import uuid
 
@@ -12,21 +11,7 @@ import pytest
 
 from events.errors import AppendConflict
 from events.store import EventStore
-from events.types import ConsultDecided, EventMetadata, Idempotency
-
-META = EventMetadata(request_id="req", actor="test", correlation_id="req")
-
-
-def decided(n: int = 0) -> ConsultDecided:
-    return ConsultDecided(consultation_id=uuid.uuid4(), decision="approved", reason=f"r{n}", clinician_id="c",
-                          decided_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
-async def append(store: EventStore, stream: str, expected: int, key: str | None = None) -> int:
-    appended = await store.append(stream_id=stream, expected_version=expected, events=[(uuid.uuid4(), decided())],
-                                  business_id=1, metadata=META,
-                                  idempotency=Idempotency(key, b"fp") if key else None)
-    return appended.positions[0]
+from tests.support.event_log import append
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from projections import patients
 from projections.projector import PARK_AFTER_ATTEMPTS, Projector
 from projections.status import retry, status
 from projections.writers import apply_patients
-from tests.integration.test_event_log import append
-from tests.integration.test_projections import submit_many
+from tests.support.consults import submit_many
+from tests.support.event_log import append
 from tests.support.fold import actual_tables, expected_tables
 from tests.support.payloads import submission
 

@@ -15,24 +15,17 @@ from events.store import EventStore
 from projections.projector import PARK_AFTER_ATTEMPTS, Projector
 from projections.relay import Relay
 from service.devstack import EmbeddedRedis
-from tests.integration.test_decisions import decide, decision, submit
-from tests.integration.test_event_log import append
+from tests.support.consults import decide, submit, submit_many
+from tests.support.event_log import append
 from tests.support.fold import actual_tables, expected_tables
-from tests.support.payloads import headers, submission
+from tests.support.payloads import decision, submission
 from tests.support.servers import running_api
-
-URL = "/v1/businesses/acme/consult-submissions"
 
 
 @pytest.fixture
 async def pool(database_url):
     async with asyncpg.create_pool(database_url, min_size=1, max_size=10) as pool:
         yield pool
-
-
-async def submit_many(settings, key: str, bodies: list[dict]) -> list[httpx.Response]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-        return [await client.post(URL, json=b, headers=headers(key)) for b in bodies]
 
 
 async def test_sweep_materializes_exactly_the_fold_of_the_log_and_a_second_sweep_changes_nothing(

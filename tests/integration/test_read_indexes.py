@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from events.sqlfiles import queries
-from tests.conftest import cloned_database
+from tests.support.databases import cloned_database
 
 BIG = 1  # the big tenant's business id, the other's is 2; the read tables have no foreign key to businesses
 BIG_ROWS = 200_000

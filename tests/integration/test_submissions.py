@@ -8,9 +8,9 @@ import uuid
 import asyncpg
 import httpx
 
-from tests.conftest import TenantKeys
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
+from tests.support.tenants import TenantKeys
 
 URL = "/v1/businesses/{slug}/consult-submissions"
 

@@ -29,3 +29,8 @@ def submission(**overrides: Any) -> dict[str, Any]:
 def headers(key: str, idempotency_key: str | None = None) -> dict[str, str]:
     """Auth and a fresh (or given) idempotency key."""
     return {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+
+
+def decision(verdict: str = "approved", **overrides: Any) -> dict[str, Any]:
+    """A valid decision body with fields replaced."""
+    return {"decision": verdict, "reason": "Meets the criteria", "clinician_id": "clin_7", **overrides}

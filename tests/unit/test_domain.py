@@ -9,26 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.types import ConsultDecided, ConsultSubmitted, PatientDetails, StoredEvent, SubmissionDeduplicated
+from events.types import ConsultDecided, ConsultSubmitted, PatientDetails, SubmissionDeduplicated
 from service import domain
-
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-PATIENT = PatientDetails(first_name="Ada", last_name="Lovelace", email="ada@example.com",
-                         date_of_birth=dt.date(1990, 12, 10))
+from tests.support.stored_events import NOW, PATIENT, stored
 
 
 def submit(**overrides) -> domain.SubmitConsult:
+    """A valid command for customer cus_1 and prod_1 of business 1, fresh ids unless given."""
     fields = dict(submission_id=uuid.uuid4(), consultation_id=uuid.uuid4(), business_id=1, customer_id="cus_1",
                   product_id="prod_1", patient=PATIENT, chief_complaint="cough", medical_history=None,
                   answers=(), at=NOW)
     return domain.SubmitConsult(**{**fields, **overrides})
-
-
-def stored(event, version: int, position: int = 1) -> StoredEvent:
-    import msgspec
-    return StoredEvent(position=position, event_id=uuid.uuid4(), stream_id="s", stream_version=version,
-                       event_type="", schema_version=1, business_id=1, data=event,
-                       metadata=msgspec.Raw(b"{}"), recorded_at=NOW)
 
 
 def test_first_submission_opens_a_pending_consultation():
