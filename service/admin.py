@@ -11,6 +11,8 @@ import asyncpg
 from events.sqlfiles import queries
 from service.keys import SCOPES, new_key
 
+BUSINESS_SCOPES = SCOPES - {"admin"}
+
 
 class AdminError(Exception):
     """An administrative command cannot be carried out."""
@@ -64,7 +66,13 @@ async def create_key(conn: asyncpg.Connection, *, business: str | None, scopes: 
     """Create an API key bound to a business with scopes, or an admin key."""
     unknown = sorted(set(scopes) - SCOPES)
     if unknown:
-        raise AdminError(f"unknown scopes: {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}")
+        raise AdminError(f"unknown scopes: {', '.join(unknown)}; known: {', '.join(sorted(BUSINESS_SCOPES))}")
+    if admin and scopes:
+        raise AdminError("an admin key holds every scope: give --admin without --scopes")
+    if not admin and "admin" in scopes:  # it would be granted and mean nothing: admin keys are their own kind
+        raise AdminError("the admin scope belongs to admin keys: create one with --admin")
+    if not admin and not scopes:
+        raise AdminError("a business key needs at least one scope")
     business_id = None if business is None else await _business_id(conn, business)
     final_scopes = sorted(SCOPES) if admin else sorted(set(scopes))
     key, digest = new_key()

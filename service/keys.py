@@ -8,6 +8,7 @@ within that window; unknown keys are never cached, so a new key works at once.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -21,6 +22,7 @@ from events.sqlfiles import queries
 
 SCOPES = frozenset({"submissions:write", "consultations:read", "consultations:decide", "audit:read", "admin"})
 KEY_PREFIX = "ik_"
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # as businesses_slug_format (migration 0001) allows
 MAX_KEY_LENGTH = 200
 _CACHE_LIMIT = 10_000
 
@@ -121,6 +123,8 @@ class ApiKeys:
         return Tenant(principal.business_id, slug, principal)
 
     async def _business_id(self, slug: str) -> int | None:
+        if not SLUG.fullmatch(slug):  # names no business; and a NUL could not even reach PostgreSQL
+            return None
         if slug not in self._businesses:
             record = await self._fetchrow("business_by_slug", slug)
             if record is None:

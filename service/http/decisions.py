@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 from litestar import Request, Response, post
 
 from service import domain
+from service.http import params
 from service.http.auth import requires
-from service.http.problems import NotFound
 from service.http.schemas import DecisionIn, check_json_content_type, decode_body
 from service.http.writes import answer, event_metadata, idempotency_key
 from service.keys import Tenant
-
-
-def consultation_id_of(request: Request) -> uuid.UUID:
-    """The consultation in the path; an id that is not a UUID names nothing, so it is not found."""
-    try:
-        return uuid.UUID(request.path_params["consultation_id"])
-    except ValueError:
-        raise NotFound("No such consultation for this business.") from None
 
 
 @post("/v1/businesses/{slug:str}/consultations/{consultation_id:str}/decision",
@@ -30,7 +20,7 @@ async def decide_consultation(request: Request) -> Response[bytes]:
     tenant: Tenant = request.state.tenant
     check_json_content_type(request.headers.get("content-type"))
     body = decode_body(await request.body(), DecisionIn)
-    consultation_id = consultation_id_of(request)
+    consultation_id = params.uuid_or_404(request, "consultation_id", "consultation")
     # The target is part of the fingerprint: the same key sent for another
     # consultation is a reused key (422), never a replay of the first answer.
     key = idempotency_key(request, b"decide:%d:%s" % (tenant.business_id, str(consultation_id).encode()), body)

@@ -11,7 +11,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
-_VALID_REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
+_VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # fullmatch: $ would take a trailing newline
 _log = structlog.get_logger("intake.http")
 
 
@@ -54,7 +54,7 @@ class RequestContext:
 def _request_id(scope: Scope) -> bytes:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            if _VALID_REQUEST_ID.match(value):
+            if _VALID_REQUEST_ID.fullmatch(value):
                 return value
             break
     return uuid.uuid4().hex.encode()

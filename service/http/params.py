@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable
 
@@ -19,16 +20,27 @@ from service.http.problems import InvalidParameter, NotFound
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 STATUSES = frozenset({"pending", "approved", "rejected"})
 BIGINT_MAX = 2**63 - 1  # positions are bigint: anything larger would be a driver error, not a 400
+ID = re.compile(r"[\x21-\x7e]{1,128}")  # like the ids of request bodies (service/http/schemas.py)
 
 
-def integer(request: Request, name: str, *, low: int) -> int | None:
-    """An optional integer parameter of at least `low`."""
+def integer(request: Request, name: str, *, low: int, high: int = BIGINT_MAX) -> int | None:
+    """An optional integer parameter from `low` to `high`, in ASCII digits only (`str.isdigit`
+    alone takes '²' and fullwidth digits)."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= BIGINT_MAX:
-        raise InvalidParameter(f"'{name}' must be an integer >= {low}.")
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidParameter(f"'{name}' must be an integer from {low} to {high}.")
     return int(raw)
+
+
+def text(request: Request, name: str, pattern: re.Pattern[str]) -> str | None:
+    """An optional text parameter that must match `pattern` (checked before it reaches SQL:
+    PostgreSQL cannot even receive a NUL)."""
+    raw = request.query_params.get(name)
+    if raw is not None and not pattern.fullmatch(raw):
+        raise InvalidParameter(f"'{name}' is not valid here.")
+    return raw
 
 
 def limit(request: Request) -> int:

@@ -129,8 +129,9 @@ def problem_response(request: Request, exc: Exception) -> Response[bytes]:
     kind, detail, errors = _classify(exc)
     if kind.status >= 500 and kind.retry_after is None:
         _log.error("http.unhandled_exception", exc_type=type(exc).__name__, exc_info=exc)
+    # The route's template, never the raw path: a path can carry whatever the client typed.
     body = ProblemBody(type=PROBLEM_BASE + kind.slug, title=kind.title, status=kind.status,
-                       detail=detail, instance=request.url.path, errors=errors)
+                       detail=detail, instance=request.scope.get("path_template"), errors=errors)
     headers = {"Retry-After": str(kind.retry_after)} if kind.retry_after is not None else {}
     if kind.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

@@ -74,7 +74,7 @@ async def list_consultations(request: Request) -> ConsultationPage:
     """Filter by `status` and `customer_id`; keyset pages of `limit` (≤ 100) rows."""
     limit, status = params.limit(request), params.status(request)
     after = params.cursor(request, "c", params.position_key, FIRST_BY_POSITION)
-    customer_id = request.query_params.get("customer_id")
+    customer_id = params.text(request, "customer_id", params.ID)
     tenant, reads = await _fresh_tenant(request, "consultations")
     page = await reads.consultations(tenant.business_id, after=after, limit=limit, status=status,
                                      customer_id=customer_id)

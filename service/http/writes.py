@@ -15,7 +15,7 @@ from service.handlers import Recorded
 from service.http.problems import InvalidIdempotencyKey
 from service.keys import Tenant
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # fullmatch: $ would take a trailing newline
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -45,7 +45,7 @@ def idempotency_key(request: Request, operation: bytes, canonical: msgspec.Struc
     retry that only reorders JSON fields is still the same request.
     """
     key = request.headers.get("idempotency-key")
-    if key is None or not _KEY.match(key):
+    if key is None or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Send an Idempotency-Key header of 1–255 visible ASCII characters.")
     fingerprint = hashlib.sha256(operation + b"\x00" + _ENCODER.encode(canonical)).digest()
     return Idempotency(key=key, fingerprint=fingerprint)

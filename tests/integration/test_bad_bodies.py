@@ -78,9 +78,12 @@ CASES: list[Case] = [
     Case("missing-answer-question-id", 422, "validation-failed", encoded(dropped("answers[0].question_id")),
          field="answers[0].question_id"),
     # Unknown fields are rejected, at every level.
-    invalid("unknown-top-level-field", "is_admin", "true-please", leak=False),
-    invalid("unknown-patient-field", "patient.ssn", "078-05-1120"),
-    invalid("unknown-answer-field", "answers[0].note", "private note about the patient"),
+    # The problem names the object holding the unknown field, never the client's name for it.
+    invalid("unknown-top-level-field", "is_admin", "true-please", field="body", leak="is_admin"),
+    invalid("unknown-patient-field", "patient.ssn", "078-05-1120", field="patient"),
+    invalid("unknown-answer-field", "answers[0].note", "private note about the patient", field="answers[0]"),
+    invalid("unknown-field-named-with-patient-data", "patient.Zelda Quixotic DOB 1981-03-04", "x",
+            field="patient", leak="Zelda Quixotic"),
     # Over the length limits.
     invalid("long-first-name-101", "patient.first_name", "Ada" + "z" * 98),
     invalid("long-last-name-101", "patient.last_name", "Lovelace" + "z" * 93),
