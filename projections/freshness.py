@@ -7,7 +7,7 @@ import time
 
 import asyncpg
 
-from events.errors import translating_driver_errors
+from events.errors import UnknownPosition, translating_driver_errors
 from events.sqlfiles import queries
 
 # A worker applies a fresh event within milliseconds, so most waits end at the first look.
@@ -32,7 +32,8 @@ class Freshness:
         self._sql = queries("reads")["projection_lag"]
 
     async def wait(self, projection: str, business_id: int, position: int) -> None:
-        """Return once caught up; ProjectionLagging after the wait."""
+        """Return once caught up; ProjectionLagging after the wait, UnknownPosition at once if no
+        event has that position yet (no write can have returned it)."""
         deadline = time.monotonic() + self._wait_s
         while await self._lagging(projection, business_id, position):
             if time.monotonic() >= deadline:
@@ -44,6 +45,8 @@ class Freshness:
         with translating_driver_errors():
             async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                 row = await conn.fetchrow(self._sql, projection, position, business_id, str(tx_id), floor)
+        if row["beyond_head"]:  # a position no write has returned: the client's mistake, not our lag
+            raise UnknownPosition(f"{UnknownPosition.__doc__} ({position})")
         if not row["floor_holds"]:  # checkpoints were reset under the floor: start over
             self._floors.pop(projection, None)
             return await self._lagging(projection, business_id, position)

@@ -7,6 +7,7 @@ from litestar import Request, Response, get
 
 from service.http import params
 from service.http.auth import requires
+from service.http.openapi import AFTER, LIMIT, documented, query
 
 MAX_LIMIT = 1000
 _ENCODER = msgspec.json.Encoder()
@@ -25,7 +26,8 @@ class EventOut(msgspec.Struct, frozen=True):
     metadata: msgspec.Raw
 
 
-@get("/v1/events", guards=[requires("admin")], summary="Read the global event log", tags=["audit"])
+@get("/v1/events", guards=[requires("admin")], summary="Read the global event log", tags=["audit"],
+     operation_class=documented(parameters=(AFTER, query("limit", LIMIT["schema"], "At most this many (clamped to 1000)."))))
 async def list_events(request: Request) -> Response[bytes]:
     """Events after position `after`, at most `limit` (clamped to 1000); follow `next_after`."""
     after = params.integer(request, "after", low=0) or 0

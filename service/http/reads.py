@@ -19,6 +19,7 @@ from projections.queries import (
 )
 from service.http import params
 from service.http.auth import requires
+from service.http.openapi import CURSOR, CUSTOMER_ID, LIMIT, MIN_POSITION, STATUS, documented
 from service.http.problems import NotFound
 from service.keys import Tenant
 
@@ -59,7 +60,8 @@ async def _fresh_tenant(request: Request, projection: str) -> tuple[Tenant, Read
     return tenant, request.app.state.read_models
 
 
-@get("/consultations/{consultation_id:str}", summary="Read one consultation")
+@get("/consultations/{consultation_id:str}", summary="Read one consultation",
+     operation_class=documented(parameters=(MIN_POSITION,)))
 async def get_consultation(request: Request) -> ConsultationView:
     """The consultation, as far as the projection has applied; 404 if this business has none such."""
     consultation_id = params.uuid_or_404(request, "consultation_id", "consultation")
@@ -69,7 +71,8 @@ async def get_consultation(request: Request) -> ConsultationView:
     return found
 
 
-@get("/consultations", summary="List consultations in submission order")
+@get("/consultations", summary="List consultations in submission order",
+     operation_class=documented(parameters=(STATUS, CUSTOMER_ID, LIMIT, CURSOR, MIN_POSITION)))
 async def list_consultations(request: Request) -> ConsultationPage:
     """Filter by `status` and `customer_id`; keyset pages of `limit` (≤ 100) rows."""
     limit, status = params.limit(request), params.status(request)
@@ -81,7 +84,8 @@ async def list_consultations(request: Request) -> ConsultationPage:
     return ConsultationPage(page.items, _next_cursor(page, "c"))
 
 
-@get("/patients/{patient_id:str}", summary="Read one patient")
+@get("/patients/{patient_id:str}", summary="Read one patient",
+     operation_class=documented(parameters=(MIN_POSITION,)))
 async def get_patient(request: Request) -> PatientView:
     """The patient, with their latest submitted details; 404 if this business has none such."""
     patient_id = params.uuid_or_404(request, "patient_id", "patient")
@@ -91,7 +95,7 @@ async def get_patient(request: Request) -> PatientView:
     return found
 
 
-@get("/patients", summary="List patients")
+@get("/patients", summary="List patients", operation_class=documented(parameters=(LIMIT, CURSOR, MIN_POSITION)))
 async def list_patients(request: Request) -> PatientPage:
     """Keyset pages of `limit` (≤ 100) patients in patient_id order."""
     limit = params.limit(request)
@@ -101,7 +105,8 @@ async def list_patients(request: Request) -> PatientPage:
     return PatientPage(page.items, _next_cursor(page, "p"))
 
 
-@get("/approvals", summary="List the approval queue")
+@get("/approvals", summary="List the approval queue",
+     operation_class=documented(parameters=(STATUS, LIMIT, CURSOR, MIN_POSITION)))
 async def list_approvals(request: Request) -> ApprovalPage:
     """Approvals of one `status` (default pending) in request order; keyset pages of `limit` (≤ 100)."""
     limit, status = params.limit(request), params.status(request, default="pending")

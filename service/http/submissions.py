@@ -8,13 +8,15 @@ from litestar import Request, Response, post
 from events.types import Answer, PatientDetails
 from service import domain
 from service.http.auth import requires
+from service.http.openapi import IDEMPOTENCY_KEY, documented
 from service.http.schemas import SubmissionIn, check_json_content_type, decode_body
 from service.http.writes import answer, event_metadata, idempotency_key
 from service.keys import Tenant
 
 
 @post("/v1/businesses/{slug:str}/consult-submissions", guards=[requires("submissions:write")],
-      status_code=202, summary="Submit a consult request", tags=["intake"])
+      status_code=202, summary="Submit a consult request", tags=["intake"],
+      operation_class=documented(body=SubmissionIn, parameters=(IDEMPOTENCY_KEY,)))
 async def submit_consult(request: Request) -> Response[bytes]:
     """Append a consult submission exactly once per Idempotency-Key; see docs/API.md, section 2."""
     tenant: Tenant = request.state.tenant

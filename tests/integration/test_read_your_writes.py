@@ -59,6 +59,17 @@ async def test_min_position_answers_503_with_retry_after_while_the_projection_st
     assert SERVER_WAIT_S - 0.1 <= waited < SERVER_WAIT_S + 1.5
 
 
+async def test_min_position_past_the_logs_head_is_400_at_once_not_a_wait(settings, tenant):
+    """No write has returned such a position: waiting 2 s for it would only end in a 503."""
+    async with api(settings) as client:
+        sent = await submit(client, tenant)
+        started = time.monotonic()
+        response = await read(client, tenant, "/consultations", min_position=sent["position"] + 1)
+        waited = time.monotonic() - started
+    assert_problem(response, 400, "unknown-position")
+    assert waited < SERVER_WAIT_S / 2
+
+
 async def test_min_position_already_applied_answers_at_once_whatever_other_businesses_lag(
         settings, tenant, other_tenant, pool):
     async with api(settings) as client:
