@@ -5,12 +5,17 @@ row is deleted only in the transaction that claimed it and only after its job
 is in Redis; if Redis is down the rows stay (deferred with backoff) and
 ingestion is unaffected. Job ids make a duplicate enqueue harmless, and jobs
 carry stream ids only: the projector reads the events from the log.
+
+`Relay.run` and `listen` are two loops, each run under the worker's supervisor
+(service/loops.py), which restarts whichever fails; each reports its healthy
+iterations through the `healthy` callback it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import asyncpg
 import redis.exceptions
@@ -27,10 +32,15 @@ CHANNEL = "intake_outbox"
 BATCH = 50
 GATHER_S = 0.01  # at most one partial batch per this long: batches grow with the load
 POLL_INTERVAL_S = 1.0  # the fallback when a notification is missed (or the listener is reconnecting)
+RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
 JOB = "project_streams"
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _log = structlog.get_logger("intake.relay")
+
+
+def _nobody() -> None:
+    """The default `healthy` callback: nobody is watching."""
 
 
 def job_id(positions: list[int]) -> str:
@@ -42,35 +52,31 @@ def job_id(positions: list[int]) -> str:
 class Relay:
     """Drains the outbox into arq; `run()` until `stop` is set."""
 
-    def __init__(self, pool: asyncpg.Pool, redis_pool: ArqRedis, database_url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, redis_pool: ArqRedis, wake: asyncio.Event | None = None) -> None:
         self._pool = pool
         self._redis = redis_pool
-        self._database_url = database_url
-        self._wake = asyncio.Event()
+        self._wake = wake or asyncio.Event()  # set by `listen` (run separately, and supervised on its own)
         self._sql = queries("projections")
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Relay on every notification, and at least every POLL_INTERVAL_S."""
-        listener = asyncio.create_task(self._listen(stop))
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
-                self._wake.clear()
-                try:
-                    while (relayed := await self.relay_once()) == BATCH:
-                        pass  # a full batch: there is probably more
-                except StoreUnavailable:
-                    _log.warning("relay.database_unavailable")
-                    continue
-                if relayed:
-                    # A lone event went out at once; under a steady stream, let the next batch
-                    # gather for a moment: far fewer relay and projector transactions per event.
-                    await asyncio.sleep(GATHER_S)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+    async def run(self, stop: asyncio.Event, healthy: Callable[[], None] = _nobody) -> None:
+        """Relay on every wake-up, and at least every POLL_INTERVAL_S, until `stop` is set.
+
+        Anything but a database outage propagates: the caller's supervisor logs and restarts."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+            self._wake.clear()
+            try:
+                while (relayed := await self.relay_once()) == BATCH:
+                    pass  # a full batch: there is probably more
+            except StoreUnavailable:
+                _log.warning("relay.database_unavailable")
+                continue
+            healthy()  # with Redis down too: the rows are kept, which is this loop's job then
+            if relayed:
+                # A lone event went out at once; under a steady stream, let the next batch
+                # gather for a moment: far fewer relay and projector transactions per event.
+                await asyncio.sleep(GATHER_S)
 
     async def relay_once(self) -> int:
         """Move one batch from the outbox to Redis; returns rows relayed (0 if Redis is down)."""
@@ -94,23 +100,27 @@ class Relay:
         _log.debug("outbox.relayed", rows=len(rows), streams=len(streams))
         return len(rows)
 
-    async def _listen(self, stop: asyncio.Event) -> None:
-        """A dedicated LISTEN connection that reconnects by itself with backoff."""
-        delay = 0.1
-        while not stop.is_set():
-            conn = None
-            try:
-                conn = await asyncpg.connect(self._database_url, timeout=5)
-                await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
-                delay = 0.1
-                self._wake.set()  # catch up on anything committed while not listening
-                while not stop.is_set() and not conn.is_closed():
-                    await asyncio.sleep(0.5)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-                _log.warning("relay.listener_reconnecting", error=type(error).__name__, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(OSError, asyncpg.InterfaceError):
-                        await conn.close(timeout=1)
+
+async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event,
+                 healthy: Callable[[], None] = _nobody) -> None:
+    """A dedicated LISTEN connection that sets `wake` on every notification and reconnects by
+    itself with backoff; anything but a connection failure propagates to the caller's supervisor."""
+    delay = RECONNECT_MIN_S
+    while not stop.is_set():
+        conn = None
+        try:
+            conn = await asyncpg.connect(database_url, timeout=5)
+            await conn.add_listener(CHANNEL, lambda *_: wake.set())
+            delay = RECONNECT_MIN_S
+            wake.set()  # catch up on anything committed while not listening
+            while not stop.is_set() and not conn.is_closed():
+                healthy()
+                await asyncio.sleep(0.5)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            _log.warning("relay.listener_reconnecting", error=type(error).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)  # a float that stops doubling at the cap: no overflow
+        finally:
+            if conn is not None:
+                with contextlib.suppress(OSError, asyncpg.InterfaceError):
+                    await conn.close(timeout=1)

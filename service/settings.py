@@ -47,6 +47,9 @@ class Settings:
     faults: str = ""
     log_level: str = "info"
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
+    # The worker's /livez and /readyz (service/probes.py), in `intake worker` and `intake dev`; 0: none.
+    worker_health_port: int = 0
+    worker_health_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +77,8 @@ class Settings:
             faults=env.get("INTAKE_FAULTS", ""),
             log_level=env.get("LOG_LEVEL", "info"),
             log_format=env.get("LOG_FORMAT", "auto"),
+            worker_health_port=_int(env, "WORKER_HEALTH_PORT", 0),
+            worker_health_host=env.get("WORKER_HEALTH_HOST", "127.0.0.1"),
         )
 
     def require_database_url(self) -> str:

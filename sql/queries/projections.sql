@@ -140,8 +140,12 @@ FOR UPDATE SKIP LOCKED;
 DELETE FROM outbox WHERE position = ANY($1::bigint[]);
 
 -- name: defer_outbox
-UPDATE outbox SET attempts = attempts + 1,
-       available_at = now() + least(interval '30 seconds', interval '100 milliseconds' * power(2, attempts))
+-- The exponent is capped before the power is taken: 100 ms * 2^attempts overflows an interval
+-- from attempts = 47 (about twenty minutes of Redis outage), and least() around the product
+-- came too late. 2^9 * 100 ms already passes the 30 s cap. The counter itself stops at the
+-- integer's maximum rather than failing the deferral.
+UPDATE outbox SET attempts = least(attempts::bigint + 1, 2147483647),
+       available_at = now() + least(interval '30 seconds', interval '100 milliseconds' * power(2, least(attempts, 9)))
 WHERE position = ANY($1::bigint[]);
 
 -- name: retry_parked

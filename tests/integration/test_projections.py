@@ -85,13 +85,13 @@ async def test_a_poison_event_parks_only_its_stream_and_retry_after_a_fix_applie
 
 
 async def test_relay_moves_outbox_rows_to_redis_and_keeps_them_while_redis_is_down(
-        settings, tenant, pool, db, database_url, tmp_path):
+        settings, tenant, pool, db, tmp_path):
     own_redis = EmbeddedRedis(tmp_path / "redis")
     own_redis.start()
     try:
         redis = await create_pool(dataclasses.replace(RedisSettings.from_dsn(own_redis.url()),
                                                       conn_timeout=1, conn_retries=0))
-        relay = Relay(pool, redis, database_url)
+        relay = Relay(pool, redis)
         await submit_many(settings, tenant.key, [submission(customer_id=f"cus_{i}") for i in range(3)])
         own_redis.kill()
         assert await relay.relay_once() == 0
