@@ -11,7 +11,7 @@ import asyncpg
 
 from projections import status as projection_status
 from projections.projector import Projector
-from service import admin, migrations
+from service import admin, migrations, roles
 from service.db import create_pool
 from service.settings import Settings
 
@@ -19,15 +19,19 @@ from service.settings import Settings
 REVOCATION_BOUND = "running APIs refuse it within AUTH_CACHE_TTL_S seconds (default 10)"
 
 
-async def connect(settings: Settings) -> asyncpg.Connection:
-    """One connection for a short administrative command."""
-    return await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000)
+async def connect_as_owner(settings: Settings) -> asyncpg.Connection:
+    """One connection for a short administrative command, as the schema's owner.
+
+    Migrations need the owner; businesses and API keys are written only by these commands, so
+    the app role can read them but not write them: a compromised API cannot mint itself a key."""
+    return await asyncpg.connect(settings.require_owner_database_url(),
+                                 timeout=settings.db_connect_timeout_ms / 1000)
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:
-    """`intake migrate [--check]`."""
+    """`intake migrate [--check]`: as the owner, then the app's login role (service/roles.py)."""
     files = migrations.load_migrations()
-    conn = await connect(settings)
+    conn = await connect_as_owner(settings)
     try:
         drift = await migrations.check(conn, files)
         if args.check:
@@ -38,6 +42,9 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         applied = await migrations.migrate(conn, files)
         print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
+        if settings.database_url:
+            login = await roles.provision(conn, settings.database_url)
+            print(login.describe(), file=sys.stdout if login.confined else sys.stderr)
         return 0
     finally:
         await conn.close()
@@ -45,7 +52,7 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def create_business(args: argparse.Namespace, settings: Settings) -> int:
     """`intake businesses create SLUG --name NAME`."""
-    conn = await connect(settings)
+    conn = await connect_as_owner(settings)
     try:
         business_id = await admin.create_business(conn, args.slug, args.name)
     finally:
@@ -57,7 +64,7 @@ async def create_business(args: argparse.Namespace, settings: Settings) -> int:
 async def keys(args: argparse.Namespace, settings: Settings) -> int:
     """`intake keys create | revoke | list`."""
     actions = {"create": _create_key, "revoke": _revoke_key, "list": _list_keys}
-    conn = await connect(settings)
+    conn = await connect_as_owner(settings)
     try:
         return await actions[args.action](conn, args)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import asyncpg
 import structlog
 import uvicorn
 
-from service import admin, migrations
+from service import admin, migrations, roles
 from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
@@ -25,6 +26,10 @@ from service.worker import run_worker
 
 DEMO_SLUG = "demo"
 DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide", "audit:read"]
+# The embedded cluster's app role. Its trust auth ignores the password, but the URL has the shape a
+# real deployment's has; the password is generated once and kept in the state dir.
+DEV_APP_USER = "intake_app_login"
+DEV_PASSWORD_FILE = "app-role.password"
 _log = structlog.get_logger("intake.dev")
 
 
@@ -37,7 +42,8 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
-            settings = dataclasses.replace(settings, database_url=postgres.url())
+            app_url = roles.with_login(postgres.url(), DEV_APP_USER, _dev_password(state))
+            settings = dataclasses.replace(settings, owner_database_url=postgres.url(), database_url=app_url)
             _log.info("dev.postgres_started", port=postgres.port)
         if not settings.redis_url:
             redis = stack.enter_context(EmbeddedRedis(state / "redis"))
@@ -77,25 +83,37 @@ async def _serve_everything(settings: Settings, host: str, port: int) -> None:
 
 
 async def _prepare(settings: Settings, host: str, port: int) -> None:
-    conn = await asyncpg.connect(settings.require_database_url())
+    """What `intake migrate` does, as the owner, then a demo business and key; the app runs as DATABASE_URL."""
+    conn = await asyncpg.connect(settings.require_owner_database_url())
     try:
         await migrations.migrate(conn, migrations.load_migrations())
+        login = await roles.provision(conn, settings.require_database_url())
         if await conn.fetchval("SELECT id FROM businesses WHERE slug = $1", DEMO_SLUG) is None:
             await admin.create_business(conn, DEMO_SLUG, "Demo Telehealth")
         created = await admin.create_key(conn, business=DEMO_SLUG, scopes=DEMO_SCOPES, admin=False)
     finally:
         await conn.close()
-    print(_banner(created.key, host, port, settings), file=sys.stderr, flush=True)
+    print(_banner(created.key, host, port, settings, login), file=sys.stderr, flush=True)
 
 
-def _banner(key: str, host: str, port: int, settings: Settings) -> str:
+def _dev_password(state: Path) -> str:
+    path = state / DEV_PASSWORD_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def _banner(key: str, host: str, port: int, settings: Settings, login: roles.LoginRole) -> str:
     base = f"http://{host}:{port}"
     body = ('{"customer_id":"cus_123","product_id":"prod_abc","patient":{"first_name":"Ada","last_name":"Lovelace",'
             '"email":"ada@example.com","date_of_birth":"1990-12-10"},"chief_complaint":"Persistent cough"}')
     return "\n".join([
         "", "intake is running.",
         f"  API:       {base}   (OpenAPI: {base}/schema/openapi.json)",
-        f"  Database:  {settings.database_url}",
+        f"  Database:  {roles.redacted(settings.require_database_url())}   (the app's role: API and workers)",
+        f"  Owner:     {roles.redacted(settings.require_owner_database_url())}   (migrations, businesses, keys)",
+        *([] if login.confined else [f"  {login.describe()}"]),
         f"  Redis:     {settings.redis_url}",
         f"  API key for business '{DEMO_SLUG}' (shown once): {key}",
         "", "Try:",

@@ -25,7 +25,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 class Settings:
     """Everything configurable, with production-safe defaults."""
 
-    database_url: str | None = None
+    database_url: str | None = None  # the app's role: may append to the log, never change it
+    owner_database_url: str | None = None  # the schema's owner: migrations and admin commands
     redis_url: str | None = None
     environment: str = "development"  # "production" refuses fault injection
     max_body_bytes: int = 64 * 1024
@@ -57,6 +58,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=env.get("DATABASE_URL") or None,
+            owner_database_url=env.get("OWNER_DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
             environment=env.get("INTAKE_ENV", "development"),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
@@ -86,3 +88,7 @@ class Settings:
         if not self.database_url:
             raise SettingsError("DATABASE_URL is not set")
         return self.database_url
+
+    def require_owner_database_url(self) -> str:
+        """OWNER_DATABASE_URL, else DATABASE_URL (one role for everything: `intake migrate` warns)."""
+        return self.owner_database_url or self.require_database_url()

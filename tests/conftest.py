@@ -18,7 +18,7 @@ import pytest
 
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.settings import Settings
-from tests.support.databases import cloned_database, create_template
+from tests.support.databases import app_url, cloned_database, create_template
 from tests.support.tenants import TenantKeys, make_tenant
 
 TEMPLATE = "intake_template"
@@ -79,8 +79,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 def settings(database_url: str, redis_server: EmbeddedRedis) -> Settings:
-    """Settings pointing at the test's database and the session's Redis."""
-    return dataclasses.replace(Settings.from_env({}), database_url=database_url, redis_url=redis_server.url(),
+    """Settings pointing at the test's database, as the app role (owning nothing, no UPDATE or DELETE
+    on the log), with the superuser as the owner; and at the session's Redis."""
+    return dataclasses.replace(Settings.from_env({}), database_url=app_url(database_url),
+                               owner_database_url=database_url, redis_url=redis_server.url(),
                                log_format="json", db_pool_max=40)
 
 

@@ -44,8 +44,8 @@ async def send_until_gone(base_url: str, key: str, stop_after: float) -> tuple[d
 
 
 @pytest.mark.parametrize("faults", ["", "append.before_commit=delay:20"], ids=["plain", "slow-commits"])
-async def test_sigkill_mid_stream_loses_no_acknowledged_submission(database_url, tenant, db, tmp_path, faults):
-    server = ApiProcess({"DATABASE_URL": database_url, "INTAKE_FAULTS": faults}, tmp_path / "api.log")
+async def test_sigkill_mid_stream_loses_no_acknowledged_submission(settings, tenant, db, tmp_path, faults):
+    server = ApiProcess({"DATABASE_URL": settings.database_url, "INTAKE_FAULTS": faults}, tmp_path / "api.log")
     server.start()
     try:
         sending = asyncio.create_task(send_until_gone(server.base_url, tenant.key, stop_after=20))

@@ -34,6 +34,7 @@ def test_intake_dev_runs_everything_and_stops_cleanly(tmp_path):
         deadline = time.monotonic() + START_TIMEOUT_S
         key = printed_key(process, log_path, deadline)
         assert b"curl -sS -X POST" in log_path.read_bytes()
+        assert_the_app_runs_as_its_own_role_and_no_password_is_printed(log_path, tmp_path / "state")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_until_live(client, deadline)
             assert_a_submission_reads_back_pending(client, key)
@@ -84,6 +85,15 @@ def assert_a_submission_reads_back_pending(client: httpx.Client, key: str) -> No
     view = client.get(url, params={"min_position": created.json()["position"]},
                       headers={"Authorization": f"Bearer {key}"})
     assert view.status_code == 200 and view.json()["status"] == "pending", view.text
+
+
+def assert_the_app_runs_as_its_own_role_and_no_password_is_printed(log_path: Path, state_dir: Path) -> None:
+    """The banner names both connections: the app's role for the API and workers, the owner for migrations."""
+    banner = log_path.read_text(errors="replace")
+    assert re.search(r"Database:  postgresql://intake_app_login:\*\*\*@127\.0\.0\.1:\d+/", banner), banner[-3000:]
+    assert re.search(r"Owner:     postgresql://postgres@127\.0\.0\.1:\d+/", banner), banner[-3000:]
+    assert "owner rights" not in banner and "could alter the event log" not in banner
+    assert (state_dir / "app-role.password").read_text().strip() not in banner
 
 
 def assert_sigterm_stops_it_within_the_grace_period(process: subprocess.Popen[bytes]) -> None:

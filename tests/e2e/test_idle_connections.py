@@ -106,10 +106,10 @@ def server_errors(log: str) -> list[str]:
 
 
 async def test_idle_and_half_sent_sockets_do_not_crowd_out_requests_and_are_closed_on_time(
-        database_url, tenant, tmp_path):
+        settings, tenant, tmp_path):
     raise_own_fd_limit(HELD + 256)
     assert HELD < DEFAULTS.http_max_connections
-    server = ApiProcess({"DATABASE_URL": database_url}, tmp_path / "api.log")
+    server = ApiProcess({"DATABASE_URL": settings.database_url}, tmp_path / "api.log")
     server.start()
     groups = {
         "idle": [HeldSocket(b"") for _ in range(IDLE)],
@@ -144,10 +144,10 @@ async def test_idle_and_half_sent_sockets_do_not_crowd_out_requests_and_are_clos
         server.stop()
 
 
-async def test_at_the_connection_cap_the_longest_idle_sockets_make_room(database_url, tenant, tmp_path):
+async def test_at_the_connection_cap_the_longest_idle_sockets_make_room(settings, tenant, tmp_path):
     cap, held = 300, 1200
     raise_own_fd_limit(held + 256)
-    server = ApiProcess({"DATABASE_URL": database_url, "HTTP_MAX_CONNECTIONS": str(cap)}, tmp_path / "api.log")
+    server = ApiProcess({"DATABASE_URL": settings.database_url, "HTTP_MAX_CONNECTIONS": str(cap)}, tmp_path / "api.log")
     server.start()
     sockets = [HeldSocket(b"") for _ in range(held)]
     try:
@@ -169,8 +169,8 @@ async def test_at_the_connection_cap_the_longest_idle_sockets_make_room(database
         server.stop()
 
 
-async def test_an_oversized_request_head_gets_431_and_is_closed(database_url, tmp_path):
-    server = ApiProcess({"DATABASE_URL": database_url}, tmp_path / "api.log")
+async def test_an_oversized_request_head_gets_431_and_is_closed(settings, tmp_path):
+    server = ApiProcess({"DATABASE_URL": settings.database_url}, tmp_path / "api.log")
     server.start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)

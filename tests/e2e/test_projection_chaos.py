@@ -62,8 +62,8 @@ def own_redis(tmp_path):
 
 @pytest.mark.timeout(240)
 async def test_read_models_converge_on_the_log_through_worker_kills_and_a_redis_wipe(
-        database_url, tenant, db, tmp_path, own_redis):
-    env = {"DATABASE_URL": database_url, "REDIS_URL": own_redis.url()}
+        settings, tenant, db, tmp_path, own_redis):
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": own_redis.url()}
     api = ApiProcess(env, tmp_path / "api.log")
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in range(2)]
     load = Load(PLAN, tenant.key)

@@ -47,13 +47,13 @@ async def until_refused(client: httpx.AsyncClient, key: str) -> httpx.Response:
 
 
 async def test_a_revoked_key_gets_the_unknown_key_401_once_the_cache_ttl_has_passed(settings, tenant):
-    created = await intake(settings.database_url, "keys", "create", "--business", "acme",
+    created = await intake(settings.owner_database_url, "keys", "create", "--business", "acme",
                            "--scopes", "consultations:read", "--json")
     key, key_id = json.loads(created.stdout)["key"], json.loads(created.stdout)["key_id"]
     async with running_api(dataclasses.replace(settings, auth_cache_ttl_s=SHORT_TTL_S)) as base, \
             httpx.AsyncClient(base_url=base) as client:
         before = await client.get(CONSULTATIONS, headers={"Authorization": f"Bearer {key}"})
-        revoked = await intake(settings.database_url, "keys", "revoke", key_id)
+        revoked = await intake(settings.owner_database_url, "keys", "revoke", key_id)
         after = await until_refused(client, key)
         unknown = await client.get(CONSULTATIONS, headers={"Authorization": "Bearer ik_" + "x" * 43})
         others = await client.get(CONSULTATIONS, headers={"Authorization": f"Bearer {tenant.key}"})

@@ -47,9 +47,9 @@ async def test_request_id_is_echoed_or_generated_and_unknown_routes_are_problems
     assert generated.status_code == 404 and generated.headers["content-type"] == "application/problem+json"
 
 
-async def test_one_json_log_line_per_request_and_no_patient_data_in_logs(database_url, tenant, tmp_path):
+async def test_one_json_log_line_per_request_and_no_patient_data_in_logs(settings, tenant, tmp_path):
     log_path = tmp_path / "api.log"
-    server = ApiProcess({"DATABASE_URL": database_url}, log_path)
+    server = ApiProcess({"DATABASE_URL": settings.database_url}, log_path)
     server.start()
     secret = submission(customer_id="cus_SECRET42", patient={
         "first_name": "Zebulon", "last_name": "Quixote", "email": "zq@example.org", "phone": "+15555550199",
@@ -93,8 +93,8 @@ async def test_events_api_rejects_positions_beyond_bigint_as_400(settings, db):
     assert empty.status_code == 200 and empty.json() == {"events": [], "next_after": 0}
 
 
-async def test_metrics_count_every_worker_process_whichever_one_answers_the_scrape(database_url, tenant, tmp_path):
-    server = ApiProcess({"DATABASE_URL": database_url}, tmp_path / "api.log", workers=2)
+async def test_metrics_count_every_worker_process_whichever_one_answers_the_scrape(settings, tenant, tmp_path):
+    server = ApiProcess({"DATABASE_URL": settings.database_url}, tmp_path / "api.log", workers=2)
     server.start()
     submissions = 24
     try:

@@ -8,12 +8,23 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from service import migrations
+from service import migrations, roles
 from service.devstack import EmbeddedPostgres
+
+# The suite's app role: the `settings` fixture connects as it, so every test that goes through the
+# app proves it works with least privilege. (Trust auth ignores the password; it keeps the URL real.)
+APP_USER = "intake_test_app"
+APP_PASSWORD = "test-only 'app' password"
+
+
+def app_url(url: str) -> str:
+    """`url` (the superuser's) as the suite's app role."""
+    return roles.with_login(url, APP_USER, APP_PASSWORD)
 
 
 async def create_template(postgres: EmbeddedPostgres, name: str) -> str:
-    """(Re)create database `name` with every migration applied; returns its name."""
+    """(Re)create database `name` with every migration applied and the app role provisioned, the way
+    `intake migrate` does both; returns its name."""
     conn = await asyncpg.connect(postgres.url())
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name}")
@@ -23,8 +34,10 @@ async def create_template(postgres: EmbeddedPostgres, name: str) -> str:
     conn = await asyncpg.connect(postgres.url(name))
     try:
         await migrations.migrate(conn, migrations.load_migrations())
+        provisioned = await roles.provision(conn, app_url(postgres.url(name)))
     finally:
         await conn.close()
+    assert provisioned.confined, provisioned.describe()
     return name
 
 

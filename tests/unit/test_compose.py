@@ -195,8 +195,26 @@ def test_no_password_is_committed(compose: dict[str, Any]) -> None:
         "POSTGRES_PASSWORD must come from the environment, with only a development default"
     )
     for name in ("migrate", "api", "worker"):
-        url = environment(compose["services"][name])["DATABASE_URL"]
-        assert re.match(r"postgresql://[^:]+:\$\{POSTGRES_PASSWORD(:-[^}]*)?\}@", url), f"{name}: {url}"
+        env = environment(compose["services"][name])
+        for variable in ("DATABASE_URL", "OWNER_DATABASE_URL"):
+            if url := env.get(variable):
+                assert re.match(r"postgresql://[^:]+:\$\{[A-Z_]+(:-[^}]*)?\}@", url), f"{name} {variable}: {url}"
+
+
+def test_only_the_migration_connects_as_the_owner(services: dict[str, dict[str, Any]]) -> None:
+    owner = environment(services["postgres"])["POSTGRES_USER"]
+
+    def user(url: str) -> str:
+        return url.split("://", 1)[1].split(":", 1)[0]
+
+    assert user(environment(services["migrate"])["OWNER_DATABASE_URL"]) == owner
+    assert "${POSTGRES_PASSWORD" in environment(services["migrate"])["OWNER_DATABASE_URL"]
+    for name in ("migrate", "api", "worker"):
+        env = environment(services[name])
+        assert user(env["DATABASE_URL"]) != owner, f"{name}: the app must not connect as the owner"
+        assert "${POSTGRES_PASSWORD" not in env["DATABASE_URL"], f"{name}: the app role has its own password"
+    for name in ("api", "worker"):
+        assert "OWNER_DATABASE_URL" not in environment(services[name]), f"{name} must not hold the owner's URL"
 
 
 @pytest.mark.parametrize("name", ["migrate", "api", "worker"])
