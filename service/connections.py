@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
@@ -44,6 +45,17 @@ def _answer(status: bytes) -> bytes:
 _REQUEST_TIMEOUT = _answer(b"408 Request Timeout")
 _HEAD_TOO_LARGE = _answer(b"431 Request Header Fields Too Large")
 _NO_ROOM = _answer(b"503 Service Unavailable")
+_OVER_CAPACITY = (b'{"type":"https://intake.dev/problems/over-capacity","title":"Over capacity","status":503,'
+                  b'"detail":"Too many requests in flight here; retry shortly."}')
+
+
+async def over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """The answer beyond HTTP_MAX_IN_FLIGHT: a problem like every other error, with Retry-After,
+    at the cost of nothing but these two sends (the app, its pool and its logs are spared)."""
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/problem+json"), (b"retry-after", b"1"),
+        (b"content-length", str(len(_OVER_CAPACITY)).encode()), (b"x-request-id", uuid.uuid4().hex.encode())]})
+    await send({"type": "http.response.body", "body": _OVER_CAPACITY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +151,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._turn == "head":
             self._disarm()
-        self.app = service_unavailable if len(self.tasks) >= self._limits.max_in_flight else self._app
+        self.app = over_capacity if len(self.tasks) >= self._limits.max_in_flight else self._app
         super().on_headers_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:

@@ -85,3 +85,48 @@ async def test_a_head_dribbled_byte_by_byte_is_cut_off_at_the_header_deadline(se
         elapsed = time.monotonic() - started
         assert received == b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         assert TIMEOUT_S - 0.2 < elapsed < TIMEOUT_S * 3, f"cut off after {elapsed:.2f}s"
+
+
+CLOSE = b"Connection: close\r\n"
+
+
+async def held_and_refused(base: str, key: str, attempt: int) -> tuple[bytes, bytes]:
+    """Hold a submission in the app and probe /livez until the cap refuses it: (probe answer, held answer).
+
+    The probes take the one slot too while they run, so the held request itself may be the refused one:
+    then the held answer is a 503 and the caller tries again."""
+    head, body = post(key, f"held-{attempt}")
+    reader, writer = await asyncio.open_connection("127.0.0.1", urlsplit(base).port)
+    writer.write(head.replace(b"Host: x\r\n", b"Host: x\r\n" + CLOSE) + body)
+    await writer.drain()
+    held = asyncio.create_task(asyncio.wait_for(reader.read(), timeout=5))
+    await asyncio.sleep(0.05)  # pacing: let the server read the held request before the first probe
+    deadline = time.monotonic() + 5
+    probe = LIVEZ.replace(b"\r\n\r\n", b"\r\n" + CLOSE + b"\r\n")
+    while (answer := await exchange(base, [probe])).startswith(b"HTTP/1.1 200") and not held.done():
+        assert time.monotonic() < deadline, "no probe was refused while a request was held"
+        await asyncio.sleep(0.02)  # pacing: the held request sleeps 1.5 s in the app
+    try:
+        return answer, await held
+    finally:
+        writer.close()
+
+
+async def test_beyond_the_in_flight_cap_the_answer_is_a_problem_with_retry_after(settings, tenant):
+    """One request held in the app (a drill delay before its append) fills a cap of one: the next is
+    refused at once as problem+json, and the server serves again once the held one is done."""
+    held_settings = dataclasses.replace(settings, http_max_in_flight=1, faults="request.before_append=delay:1500")
+    async with running_api(held_settings) as base:
+        for attempt in range(5):
+            answer, held = await held_and_refused(base, tenant.key, attempt)
+            if held.startswith(b"HTTP/1.1 202"):
+                break
+        assert held.startswith(b"HTTP/1.1 202"), held[:200]
+        head_part, _, problem = answer.partition(b"\r\n\r\n")
+        assert head_part.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"content-type: application/problem+json" in head_part.lower()
+        assert b"retry-after: 1" in head_part.lower()
+        assert b"x-request-id: " in head_part.lower()
+        assert json.loads(problem)["type"] == "https://intake.dev/problems/over-capacity"
+        assert (await exchange(base, [LIVEZ.replace(b"\r\n\r\n", b"\r\n" + CLOSE + b"\r\n")])
+                ).startswith(b"HTTP/1.1 200")
