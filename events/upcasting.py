@@ -38,9 +38,10 @@ UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
 }
 
 
-def upcast(event_type: str, schema_version: int, event: Event) -> Event:
+def upcast(event_type: str, schema_version: int, event: Event,
+           steps: Mapping[tuple[str, int], Upcaster] = UPCASTERS) -> Event:
     """The event, recorded at `schema_version`, as the current version of its type."""
     version = schema_version
-    while (step := UPCASTERS.get((event_type, version))) is not None:
+    while (step := steps.get((event_type, version))) is not None:
         event, version = step(event), version + 1
     return event
