@@ -58,9 +58,9 @@ def empty() -> Tables:
     return {model.NAME: {} for model in MODELS}
 
 
-def apply(tables: Tables, event: StoredEvent) -> None:
+def apply(tables: Tables, event: StoredEvent, models: tuple[Any, ...] = MODELS) -> None:
     """Evolve every read model's row that the event is about."""
-    for model in MODELS:
+    for model in models:
         rows = tables[model.NAME]
         if (key := model.key(event)) is not None and (row := model.evolve(rows.get(key), event)) is not None:
             rows[key] = row
@@ -96,7 +96,7 @@ async def tables_as_of(conn: asyncpg.Connection, at: dt.datetime, *, business_id
             tables[patients.NAME] = {}
             for row in list(tables[consultations.NAME].values()):
                 async for event in _committed(conn, at, row.business_id, patient_id=row.patient_id):
-                    apply(tables, event)
+                    apply(tables, event, (patients,))
     return tables
 
 
