@@ -131,16 +131,17 @@ async def _settle(conn: asyncpg.Connection, at: dt.datetime, timeout_s: float = 
 
     A commit's timestamp is taken before it is flushed and becomes visible, so a transaction
     stamped before `at` may still be in progress to a snapshot taken after `at`. Read the clock,
-    then the transactions in progress: any transaction not among them got its xid after the clock
-    was read, so it commits after `at`; once those have ended, a new snapshot sees all the others."""
+    then take a transaction id: a transaction that had none yet when the clock was read writes
+    (and commits) after it, so only those with lower ids matter; once none of them is running,
+    a new snapshot sees every one that committed."""
     sql = queries("replay")
     if not await conn.fetchval(sql["commit_timestamps_tracked"]):
         raise CommitTimesUntracked(CommitTimesUntracked.__doc__)
     if at > await conn.fetchval(sql["clock"]):
         raise AsOfInFuture(AsOfInFuture.__doc__)
-    xids = await conn.fetchval(sql["open_transactions"])
+    mark = await conn.fetchval(sql["mark_transaction"])
     deadline = time.monotonic() + timeout_s
-    while xids and await conn.fetchval(sql["still_open"], xids):
+    while await conn.fetchval(sql["older_still_open"], mark):
         if time.monotonic() > deadline:
             raise TransactionsStillOpen(TransactionsStillOpen.__doc__)
         await asyncio.sleep(_POLL_S)

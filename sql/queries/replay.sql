@@ -29,12 +29,15 @@ SELECT current_setting('track_commit_timestamp')::bool AS tracked;
 -- name: clock
 SELECT clock_timestamp() AS now;
 
--- name: open_transactions
--- The transactions in progress now (as text: asyncpg has no xid8 codec).
-SELECT coalesce(array_agg(xid::text), '{}') AS xids FROM pg_snapshot_xip(pg_current_snapshot()) AS xid;
+-- name: mark_transaction
+-- A transaction id taken now (in its own one-statement transaction, which ends at once): every
+-- transaction that already had one when the clock was read has a lower id. (A snapshot's xip list
+-- would not do: it omits transactions at or above its xmax, which is only the newest completed + 1.)
+SELECT pg_current_xact_id()::text AS xid;
 
--- name: still_open
-SELECT count(*) AS open FROM unnest($1::text[]) AS xid WHERE pg_xact_status(xid::xid8) = 'in progress';
+-- name: older_still_open
+-- Whether some transaction with an id ≤ $1 is still in progress (xmin: the oldest running one).
+SELECT pg_snapshot_xmin(pg_current_snapshot()) <= $1::text::xid8 AS waiting;
 
 -- name: as_of_events
 -- The candidates for "committed at $1", with their commit time when PostgreSQL knows it

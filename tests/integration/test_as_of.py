@@ -4,7 +4,10 @@ after it is not in the state at TIME, though it was recorded before TIME."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +19,7 @@ from service.devstack import EmbeddedPostgres
 from tests.support.consults import decide, submit
 from tests.support.payloads import decision
 from tests.support.reads import api, business_id, ok, read
-from tests.support.replay import generate_submissions, replay, replay_jsonl
+from tests.support.replay import ROOT, cli_env, generate_submissions, replay, replay_argv, replay_jsonl
 
 TABLES = {"patients": "patient_id", "consultations": "consultation_id", "approvals": "consultation_id"}
 
@@ -139,3 +142,29 @@ async def test_without_commit_timestamps_as_of_refuses_rather_than_guess(tmp_pat
     finally:
         server.stop()
     assert done.returncode == 1 and "track_commit_timestamp off" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_as_of_waits_for_transactions_in_progress_before_it_reads(settings, tenant, db, database_url):
+    """A commit is stamped before it becomes visible: as-of must not read while a transaction that
+    was running when it read the clock may still be finishing."""
+    open_tx = await asyncpg.connect(database_url)
+    transaction = open_tx.transaction()
+    await transaction.start()
+    await generate_submissions(open_tx, await business_id(db, tenant), 1, prefix="open_")
+    at = await db.fetchval("SELECT clock_timestamp()")
+    process = await asyncio.to_thread(subprocess.Popen, replay_argv("--as-of", at.isoformat(), "--format", "jsonl"),
+                                      cwd=ROOT, env=cli_env(settings.database_url), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'intake-replay' "
+                                    "AND query LIKE '%pg_snapshot_xmin%'"):
+            assert time.monotonic() < deadline and process.poll() is None, "as-of never started waiting"
+            await asyncio.sleep(0.02)
+        assert process.poll() is None  # still waiting on the open transaction
+    finally:
+        await transaction.commit()
+        await open_tx.close()
+    stdout, stderr = await asyncio.to_thread(process.communicate, timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout == b""  # the transaction committed after TIME: nothing had committed by then
