@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from events.errors import translating_driver_errors
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
 from projections import approvals, consultations, patients
-from projections.queries import ConsultationView, Decision
+from projections.queries import ConsultationView, consultation_view
 
 MODELS = (patients, consultations, approvals)
 Tables = dict[str, dict[Any, Any]]
@@ -116,9 +117,9 @@ async def consultation_as_of(pool: asyncpg.Pool, business_id: int, consultation_
 
 def view(row: consultations.ConsultationRow) -> ConsultationView:
     """A consultation row as the read API shows it (times in UTC, as PostgreSQL gives them)."""
-    decision = Decision(row.decision, row.reason, row.clinician_id) if row.decision else None
-    return ConsultationView(row.consultation_id, row.submission_id, row.patient_id, row.customer_id, row.product_id,
-                            row.status, _utc(row.submitted_at), _utc(row.decided_at), decision, row.version)
+    fields = msgspec.structs.asdict(row)
+    return consultation_view({**fields, "submitted_at": _utc(row.submitted_at), "decided_at": _utc(row.decided_at),
+                              "consent_accepted_at": _utc(row.consent_accepted_at)})
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:

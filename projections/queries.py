@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
@@ -101,7 +101,7 @@ class ReadModels:
     async def consultation(self, business_id: int, consultation_id: uuid.UUID) -> ConsultationView | None:
         """One consultation of this business, if it has it."""
         rows = await self._fetch("consultation", business_id, consultation_id)
-        return _consultation(rows[0]) if rows else None
+        return consultation_view(rows[0]) if rows else None
 
     async def consultations(self, business_id: int, *, after: Key, limit: int, status: str | None,
                             customer_id: str | None) -> Page[ConsultationView]:
@@ -111,7 +111,7 @@ class ReadModels:
         in_status = "" if status is None else "_in_status"
         rows = await (self._fetch("consultations" + in_status, *args) if customer_id is None
                       else self._fetch("consultations_of_customer" + in_status, *args, customer_id))
-        return _page(rows, limit, _consultation, lambda r: (r["position"], r["consultation_id"]))
+        return _page(rows, limit, consultation_view, lambda r: (r["position"], r["consultation_id"]))
 
     async def patient(self, business_id: int, patient_id: uuid.UUID) -> PatientView | None:
         """One patient of this business, if it has them."""
@@ -142,7 +142,8 @@ def _page(rows: Sequence[asyncpg.Record], limit: int, view: Callable[[asyncpg.Re
     return Page([view(r) for r in rows], key(rows[-1]) if more else None)
 
 
-def _consultation(r: asyncpg.Record) -> ConsultationView:
+def consultation_view(r: Mapping[str, Any]) -> ConsultationView:
+    """A consultations row (a record, or a ConsultationRow as a dict) as the read API shows it."""
     decision = Decision(r["decision"], r["reason"], r["clinician_id"]) if r["decision"] else None
     consent = (Consent(r["consent_document_version"], r["consent_accepted_at"])
                if r["consent_document_version"] is not None else None)

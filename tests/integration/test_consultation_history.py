@@ -23,7 +23,7 @@ async def test_a_decided_consultation_shows_its_submission_the_deduplicated_resu
         assert again.status_code == 200 and decided.status_code == 200, (again.text, decided.text)
         history = await ok(read(client, tenant, f"/consultations/{sent['consultation_id']}/history", key=tenant.key))
     assert [event["type"] for event in history] == [
-        "consult.submitted.v1", "consult.submission_deduplicated.v1", "consult.decided.v1"]
+        "consult.submitted.v2", "consult.submission_deduplicated.v1", "consult.decided.v1"]
     assert all(set(event) == FIELDS for event in history)
     assert [event["position"] for event in history] == sorted(event["position"] for event in history)
     submitted, deduplicated, verdict = history

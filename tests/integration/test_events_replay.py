@@ -47,8 +47,8 @@ async def test_jsonl_has_every_event_in_position_order_with_its_fields(settings,
     assert [line["position"] for line in lines] == [row["position"] for row in rows] and len(rows) == 5
     assert all(set(line) == LINE_FIELDS for line in lines)
     first = lines[0]
-    assert (first["type"], first["schema_version"], first["stream_version"]) == ("consult.submitted", 1, 1)
-    assert first["data"]["consultation_id"] == history["consultation"] and first["data"]["type"] == "consult.submitted.v1"
+    assert (first["type"], first["schema_version"], first["stream_version"]) == ("consult.submitted", 2, 1)
+    assert first["data"]["consultation_id"] == history["consultation"] and first["data"]["type"] == "consult.submitted.v2"
     assert first["metadata"]["actor"].startswith("api_key:")
     assert dt.datetime.fromisoformat(first["recorded_at"]) == rows[0]["recorded_at"]
 
@@ -71,7 +71,7 @@ async def test_each_filter_selects_exactly_its_events(settings, history, db):
         lambda r: r["consultation"] == history["consultation"])
     assert await positions("--type", "consult.decided", "--type", "consult.submission_deduplicated.v1") == expected(
         lambda r: r["event_type"] in {"consult.decided", "consult.submission_deduplicated"})
-    assert await positions("--type", "consult.submitted.v1") == expected(lambda r: r["event_type"] == "consult.submitted")
+    assert await positions("--type", "consult.submitted.v2") == expected(lambda r: r["event_type"] == "consult.submitted")
     low, high = rows[1]["position"], rows[3]["position"]
     assert await positions("--from-position", str(low), "--to-position", str(high)) == expected(
         lambda r: low <= r["position"] <= high)
@@ -87,7 +87,7 @@ async def test_the_table_format_is_a_header_and_a_line_per_event(settings, histo
     header, *lines = done.stdout.splitlines()
     assert header.split()[:3] == ["POSITION", "RECORDED_AT", "TYPE"]
     assert [line.split()[2] for line in lines] == [
-        "consult.submitted.v1", "consult.submission_deduplicated.v1", "consult.decided.v1"]
+        "consult.submitted.v2", "consult.submission_deduplicated.v1", "consult.decided.v1"]
     assert "Lovelace" not in done.stdout  # the table names events; the payloads are in jsonl
 
 
