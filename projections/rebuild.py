@@ -51,7 +51,8 @@ class Rebuilt(msgspec.Struct, frozen=True):
     """What a rebuild did."""
 
     projections: list[str]
-    events: int  # folded by the batch path (patients' submissions counted again: read twice)
+    events: int  # in the log, as the bulk read's snapshot saw it
+    folded: int  # read by the batch path: submissions count twice (patients read them in patient order)
     tail_streams: int  # streams caught up after the bulk snapshot
     seconds: float
 
@@ -71,7 +72,7 @@ async def rebuild(dsn: str, names: Sequence[str], *, progress: Progress = _quiet
             raise RebuildBusy(RebuildBusy.__doc__)
         try:
             await _prepare_shadow(conn, models)
-            snapshot, events = await _bulk(dsn, models, progress)
+            snapshot, events, folded = await _bulk(dsn, models, progress)
             for model in models:
                 await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
             tail = await _catch_up_and_swap(conn, dsn, models, snapshot)
@@ -80,7 +81,7 @@ async def rebuild(dsn: str, names: Sequence[str], *, progress: Progress = _quiet
                 await conn.execute(sql["drop_shadow"])
     finally:
         await conn.close()
-    return Rebuilt(projections=[m.name for m in models], events=events, tail_streams=tail,
+    return Rebuilt(projections=[m.name for m in models], events=events, folded=folded, tail_streams=tail,
                    seconds=time.monotonic() - started)
 
 
@@ -98,8 +99,9 @@ async def _prepare_shadow(conn: asyncpg.Connection, models: list[Model]) -> None
                 await conn.execute(grant["statement"])
 
 
-async def _bulk(dsn: str, models: list[Model], progress: Progress) -> tuple[str, int]:
-    """Fold the log as one snapshot sees it into the shadow; returns that snapshot and the events read."""
+async def _bulk(dsn: str, models: list[Model], progress: Progress) -> tuple[str, int, int]:
+    """Fold the log as one snapshot sees it into the shadow; returns that snapshot, the log's events in
+    it, and the events folded."""
     sql = queries("rebuild")
     reader, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
@@ -115,7 +117,7 @@ async def _bulk(dsn: str, models: list[Model], progress: Progress) -> tuple[str,
                 patients = GroupFold([MODELS["patients"]], ["patients"], skip=by_slot.skip, checkpoints=False)
                 done += await _fold(reader, writer, sql["submissions_in_patient_order"], patients, by_patient,
                                     lambda n: progress("rebuild", done + n, total))
-        return head["snapshot"], done
+        return head["snapshot"], head["events"], done
     finally:
         await reader.close()
         await writer.close()

@@ -36,7 +36,7 @@ async def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         return 143
     rate = done.events / done.seconds if done.seconds else 0.0
     print(f"rebuilt {', '.join(done.projections)}: {done.events} events in {done.seconds:.1f} s "
-          f"({rate:,.0f} events/s), {done.tail_streams} streams caught up after the bulk read, "
+          f"({rate:,.0f} events/s; {done.folded} folded), {done.tail_streams} streams caught up after the bulk read, "
           f"peak RSS {_peak_rss_mb():.0f} MB")
     return 0
 
