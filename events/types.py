@@ -2,7 +2,8 @@
 
 Tags read `<aggregate>.<fact in the past tense>.v<schema version>`. A tag is
 never reused for a different shape: a new shape gets a new version, and old
-events keep decoding with the old class.
+events keep decoding with the old class, then are upcast to the current one
+(events/upcasting.py) so that everything downstream sees only current shapes.
 """
 
 from __future__ import annotations
@@ -34,8 +35,36 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     answer: str
 
 
-class ConsultSubmitted(Event, frozen=True, kw_only=True, tag="consult.submitted.v1"):
-    """A patient submitted a consult request; a pending consultation exists."""
+class TelehealthConsent(msgspec.Struct, frozen=True, kw_only=True):
+    """The telehealth consent the patient accepted: which document, and when."""
+
+    document_version: str
+    accepted_at: dt.datetime
+
+
+class ConsultSubmitted(Event, frozen=True, kw_only=True, tag="consult.submitted.v2"):
+    """A patient submitted a consult request; a pending consultation exists.
+
+    Version 2 added `consent`; version 1 events read as this with `consent = None`
+    (events/upcasting.py).
+    """
+
+    submission_id: uuid.UUID
+    consultation_id: uuid.UUID
+    patient_id: uuid.UUID
+    customer_id: str
+    product_id: str
+    patient: PatientDetails
+    chief_complaint: str
+    medical_history: str | None = None
+    answers: tuple[Answer, ...] = ()
+    submitted_at: dt.datetime
+    consent: TelehealthConsent | None = None
+
+
+class ConsultSubmittedV1(Event, frozen=True, kw_only=True, tag="consult.submitted.v1"):
+    """Version 1 of `consult.submitted`, as releases before consent wrote it. Decode-only:
+    it is not in EVENT_CLASSES, so the store refuses to write it (events/codec.py)."""
 
     submission_id: uuid.UUID
     consultation_id: uuid.UUID
@@ -75,8 +104,12 @@ class ConsultDecided(Event, frozen=True, kw_only=True, tag="consult.decided.v1")
     decided_at: dt.datetime
 
 
+# What the domain can emit and the store can write: the current version of each event type.
 EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided)
 EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided
+# Earlier versions, only ever read: the log keeps them forever, and events/upcasting.py turns
+# each into the current version of its type.
+DECODE_ONLY_CLASSES: tuple[type[Event], ...] = (ConsultSubmittedV1,)
 
 
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

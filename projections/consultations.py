@@ -30,6 +30,8 @@ class ConsultationRow(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
     version: int
     position: int
+    consent_document_version: str | None = None
+    consent_accepted_at: dt.datetime | None = None
 
 
 def key(event: StoredEvent) -> uuid.UUID | None:
@@ -42,11 +44,14 @@ def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow |
     """The consultation after one event of its stream."""
     data = event.data
     if isinstance(data, ConsultSubmitted):
+        consent = data.consent  # None for a consultation submitted before consent (version 1)
         return ConsultationRow(
             consultation_id=data.consultation_id, business_id=event.business_id, submission_id=data.submission_id,
             patient_id=data.patient_id, customer_id=data.customer_id, product_id=data.product_id,
             status="pending", submitted_at=data.submitted_at, decided_at=None, decision=None, reason=None,
-            clinician_id=None, stream_id=event.stream_id, version=event.stream_version, position=event.position)
+            clinician_id=None, stream_id=event.stream_id, version=event.stream_version, position=event.position,
+            consent_document_version=consent.document_version if consent else None,
+            consent_accepted_at=consent.accepted_at if consent else None)
     if isinstance(data, ConsultDecided) and row is not None:
         return msgspec.structs.replace(row, status=data.decision, decided_at=data.decided_at,
                                        decision=data.decision, reason=data.reason,

@@ -179,4 +179,6 @@ class Projector:
                     await floors.move_floor(conn, seen)
         if applied:
             _log.info("projection.swept", events=applied)
+        else:  # the usual case every 15 s: nothing was lost, nothing to say at info
+            _log.debug("projection.sweep_clean")
         return applied

@@ -34,6 +34,13 @@ class Decision(msgspec.Struct, frozen=True):
     clinician_id: str | None
 
 
+class Consent(msgspec.Struct, frozen=True):
+    """The telehealth consent accepted with the submission."""
+
+    document_version: str
+    accepted_at: dt.datetime
+
+
 class ConsultationView(msgspec.Struct, frozen=True):
     """A consultation as the API shows it."""
 
@@ -47,6 +54,7 @@ class ConsultationView(msgspec.Struct, frozen=True):
     decided_at: dt.datetime | None
     decision: Decision | None
     version: int
+    consent: Consent | None  # null for submissions without one, and for every one made before consent existed
 
 
 class PatientView(msgspec.Struct, frozen=True):
@@ -136,9 +144,11 @@ def _page(rows: Sequence[asyncpg.Record], limit: int, view: Callable[[asyncpg.Re
 
 def _consultation(r: asyncpg.Record) -> ConsultationView:
     decision = Decision(r["decision"], r["reason"], r["clinician_id"]) if r["decision"] else None
+    consent = (Consent(r["consent_document_version"], r["consent_accepted_at"])
+               if r["consent_document_version"] is not None else None)
     return ConsultationView(r["consultation_id"], r["submission_id"], r["patient_id"], r["customer_id"],
                             r["product_id"], r["status"], r["submitted_at"], r["decided_at"], decision,
-                            r["version"])
+                            r["version"], consent)
 
 
 def _approval(r: asyncpg.Record) -> ApprovalView:

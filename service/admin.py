@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import asyncpg
 
 from events.sqlfiles import queries
 from service.keys import SCOPES, new_key
+from service.ratelimit import RateLimitConfigError, parse_rules
 
 BUSINESS_SCOPES = SCOPES - {"admin"}
 
@@ -106,3 +108,20 @@ async def _business_id(conn: asyncpg.Connection, slug: str) -> int:
     if record is None:
         raise AdminError(f"no business {slug!r}")
     return record["id"]
+
+
+async def business_limits(conn: asyncpg.Connection, slug: str, *, rules: str, reset: bool) -> dict[str, str]:
+    """A business's own rate limits, after merging `rules` in (or forgetting them all with `reset`)."""
+    try:
+        parsed = parse_rules(rules)
+    except RateLimitConfigError as error:
+        raise AdminError(str(error)) from None
+    sql = queries("admin")
+    current = await conn.fetchval(sql["rate_limits"], slug)
+    if current is None:
+        raise AdminError(f"no business {slug!r}")
+    merged = {} if reset else json.loads(current)
+    merged.update({route_class: str(rule) for route_class, rule in parsed.items()})
+    if reset or parsed:
+        await conn.execute(sql["set_rate_limits"], slug, json.dumps(merged))
+    return merged

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from projections.projector import PROJECTIONS
 from service import commands, rebuild_command
-from service.settings import Settings
+from service.cli_examples import add_examples
+from service.settings import Settings, SettingsError
 
 _Commands = argparse._SubParsersAction  # noqa: SLF001  (argparse offers no public name for it)
 _REBUILD = {"rebuild": rebuild_command.rebuild, "verify": rebuild_command.verify}
@@ -23,28 +26,56 @@ def build_parser() -> argparse.ArgumentParser:
     """The full command tree (also read by the compose.yaml structure test)."""
     parser = argparse.ArgumentParser(prog="intake", description="Event-sourced consult intake.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"intake {_version()}")
     subcommands = parser.add_subparsers(dest="command", required=True)
     _add_processes(subcommands)
     _add_projections(subcommands)
     migrate = subcommands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--check", action="store_true", help="exit 1 if the schema differs from sql/migrations")
-    businesses = subcommands.add_parser("businesses", help="manage businesses")
-    create_business = businesses.add_subparsers(dest="action", required=True).add_parser(
-        "create", help="create a business")
-    create_business.add_argument("slug")
-    create_business.add_argument("--name", required=True)
+    _add_businesses(subcommands)
     _add_keys(subcommands)
+    _add_loadtest(subcommands)
+    add_examples(parser)
     return parser
+
+
+def _add_loadtest(subcommands: _Commands) -> None:
+    load = subcommands.add_parser(
+        "loadtest", help="send submissions with duplicates to any deployment; exit 2 if a duplicate was "
+                         "not answered as a replay, 1 if --check finds other than --unique consultations")
+    load.add_argument("--base-url", default="http://127.0.0.1:8000")
+    load.add_argument("--business", required=True, help="the business slug the key belongs to")
+    load.add_argument("--key", help="API key (default: INTAKE_API_KEY)")
+    load.add_argument("--total", type=_positive, required=True, help="submissions to send")
+    load.add_argument("--unique", type=_positive, required=True, help="how many of them are distinct")
+    load.add_argument("--concurrency", type=_positive, default=16)
+    load.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    load.add_argument("--seed", type=int, help="make the shuffled plan reproducible")
+    load.add_argument("--check", action="store_true", help="then count the run's consultations through the API")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("intake")
+    except importlib.metadata.PackageNotFoundError:  # running from a tree that was never installed
+        return "unknown"
 
 
 def _add_processes(subcommands: _Commands) -> None:
     dev = subcommands.add_parser("dev", help="everything for a first run on one machine")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--host", help="default: INTAKE_HOST, else 127.0.0.1")
+    dev.add_argument("--port", type=int, help="default: INTAKE_PORT, else PORT, else 8000")
     dev.add_argument("--state-dir", default=".state", help="where embedded PostgreSQL/Redis keep data")
     serve = subcommands.add_parser("serve", help="run the HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: INTAKE_HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: INTAKE_PORT, else PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     subcommands.add_parser("worker", help="run the outbox relay and the projector workers")
 
@@ -72,13 +103,27 @@ def _projection_name(value: str) -> str:
     return value
 
 
+def _add_businesses(subcommands: _Commands) -> None:
+    actions = subcommands.add_parser("businesses", help="manage businesses").add_subparsers(dest="action",
+                                                                                            required=True)
+    create = actions.add_parser("create", help="create a business")
+    create.add_argument("slug")
+    create.add_argument("--name", required=True)
+    limits = actions.add_parser(
+        "limits", help="show or set a business's own rate limits (per route class: submit, decide, read, admin)")
+    limits.add_argument("slug")
+    limits.add_argument("rules", nargs="*", metavar="CLASS=COUNT/SECONDSs", help="e.g. submit=500/1s")
+    limits.add_argument("--reset", action="store_true", help="forget this business's own limits")
+
+
 def _add_keys(subcommands: _Commands) -> None:
     actions = subcommands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     create_key = actions.add_parser("create", help="create an API key (shown once)")
     bound = create_key.add_mutually_exclusive_group(required=True)
     bound.add_argument("--business", help="the business slug the key is bound to")
     bound.add_argument("--admin", action="store_true", help="an admin key for every business")
-    create_key.add_argument("--scopes", nargs="+", default=[], help="scopes for a business key")
+    create_key.add_argument("--scopes", nargs="+", default=[],
+                            help="scopes for a business key, space- or comma-separated")
     create_key.add_argument("--json", action="store_true", help="print JSON")
     revoke_help = f"revoke an API key (the row is kept for the audit trail); {commands.REVOCATION_BOUND}"
     revoke_key = actions.add_parser("revoke", help=revoke_help, description=revoke_help + ".")
@@ -88,19 +133,37 @@ def _add_keys(subcommands: _Commands) -> None:
     list_keys.add_argument("--json", action="store_true", help="print JSON")
 
 
+def listen_address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
+    """Flags win, then INTAKE_HOST / INTAKE_PORT, then PORT (what platforms set), then 127.0.0.1:8000."""
+    host = args.host or env.get("INTAKE_HOST") or "127.0.0.1"
+    raw = args.port if args.port is not None else (env.get("INTAKE_PORT") or env.get("PORT") or "8000")
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"INTAKE_PORT / PORT must be a port number, got {raw!r}") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"a port is 1-65535, got {port}")
+    return host, port
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `intake` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "keys" and args.action == "create":
+        args.scopes = [scope.strip() for item in args.scopes for scope in item.split(",") if scope.strip()]
+    if args.command == "loadtest" and args.unique > args.total:
+        parser.error("loadtest: --unique must not exceed --total")
     if args.command == "keys" and args.action == "create" and args.business and not args.scopes:
         parser.error("keys create --business needs --scopes")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "dev": _dev, "serve": _serve, "worker": _worker,
         "migrate": lambda a, s: asyncio.run(commands.migrate(a, s)),
-        "businesses": lambda a, s: asyncio.run(commands.create_business(a, s)),
+        "businesses": lambda a, s: asyncio.run(commands.businesses(a, s)),
         "keys": lambda a, s: asyncio.run(commands.keys(a, s)),
         "projections": lambda a, s: asyncio.run(
             _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
+        "loadtest": _loadtest,
     }
     try:
         return handlers[args.command](args, Settings.from_env())
@@ -116,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
 # The process entry points import their servers lazily: `intake keys list` should not load uvicorn.
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.runner import serve
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    host, port = listen_address(args, os.environ)
+    return serve(settings, host=host, port=port, workers=args.workers)
+
+
+def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
+    from service.loadtest import run_command
+    return asyncio.run(run_command(args))
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,7 +195,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from service.dev import run_dev
-    return run_dev(settings, host=args.host, port=args.port, state_dir=args.state_dir)
+    host, port = listen_address(args, os.environ)
+    return run_dev(settings, host=host, port=port, state_dir=args.state_dir)
 
 
 if __name__ == "__main__":

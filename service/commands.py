@@ -61,6 +61,25 @@ async def create_business(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def businesses(args: argparse.Namespace, settings: Settings) -> int:
+    """`intake businesses create | limits`."""
+    return await (create_business if args.action == "create" else business_limits)(args, settings)
+
+
+async def business_limits(args: argparse.Namespace, settings: Settings) -> int:
+    """`intake businesses limits SLUG [CLASS=COUNT/SECONDSs …] [--reset]`: running APIs pick a
+    change up within AUTH_CACHE_TTL_S (the limits ride on the cached key lookup)."""
+    conn = await connect_as_owner(settings)
+    try:
+        limits = await admin.business_limits(conn, args.slug, rules=",".join(args.rules),
+                                             reset=args.reset)
+    finally:
+        await conn.close()
+    print(f"{args.slug}: " + (", ".join(f"{k}={v}" for k, v in sorted(limits.items()))
+                              or f"the defaults ({settings.rate_limit_per_business})"))
+    return 0
+
+
 async def keys(args: argparse.Namespace, settings: Settings) -> int:
     """`intake keys create | revoke | list`."""
     actions = {"create": _create_key, "revoke": _revoke_key, "list": _list_keys}

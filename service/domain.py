@@ -13,9 +13,21 @@ from collections.abc import Iterable
 
 import msgspec
 
-from events.types import Answer, ConsultDecided, ConsultSubmitted, PatientDetails, StoredEvent, SubmissionDeduplicated
+from events.types import (
+    Answer,
+    ConsultDecided,
+    ConsultSubmitted,
+    PatientDetails,
+    StoredEvent,
+    SubmissionDeduplicated,
+    TelehealthConsent,
+)
 
 MAX_AGE_YEARS = 130
+# A consent's accepted_at may be this far ahead of our clock: the client's servers stamp it
+# with their own clock, and refusing a consent accepted "now" over a second of drift would
+# send the patient back for nothing. Beyond it, the time is wrong, not skewed.
+CONSENT_CLOCK_SKEW = dt.timedelta(seconds=60)
 _SLOT_NAMESPACE = uuid.UUID("6f1c1f3e-8d0b-4f5e-9a55-2b1f0d7c9e10")
 _PATIENT_NAMESPACE = uuid.UUID("0b7e4a52-6c1d-4c8e-8f0a-5d3c2e1b9a77")
 _KEY = msgspec.json.Encoder()
@@ -55,6 +67,7 @@ class SubmitConsult(msgspec.Struct, frozen=True, kw_only=True):
     medical_history: str | None
     answers: tuple[Answer, ...]
     at: dt.datetime
+    consent: TelehealthConsent | None = None
 
 
 class DecideConsult(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +137,8 @@ def fold(events: Iterable[StoredEvent]) -> SlotState:
 def decide_submission(command: SubmitConsult, state: SlotState) -> ConsultSubmitted | SubmissionDeduplicated:
     """A new pending consultation, or — if one is open — the record that this request was answered by it."""
     _check_date_of_birth(command.patient.date_of_birth, command.at.date())
+    if command.consent is not None and command.consent.accepted_at > command.at + CONSENT_CLOCK_SKEW:
+        raise InvalidCommand("consent.accepted_at", "must not be in the future")
     if state.open is not None:
         return SubmissionDeduplicated(
             request_submission_id=command.submission_id, open_submission_id=state.open.submission_id,
@@ -135,7 +150,7 @@ def decide_submission(command: SubmitConsult, state: SlotState) -> ConsultSubmit
         patient_id=patient_id_for(command.business_id, command.customer_id),
         customer_id=command.customer_id, product_id=command.product_id, patient=command.patient,
         chief_complaint=command.chief_complaint, medical_history=command.medical_history,
-        answers=command.answers, submitted_at=command.at,
+        answers=command.answers, submitted_at=command.at, consent=command.consent,
     )
 
 

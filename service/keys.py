@@ -8,17 +8,19 @@ within that window; unknown keys are never cached, so a new key works at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from events.errors import translating_driver_errors
 from events.sqlfiles import queries
+from service.ratelimit import RateLimitConfigError, Rule, parse_rules
 
 SCOPES = frozenset({"submissions:write", "consultations:read", "consultations:decide", "audit:read", "admin"})
 KEY_PREFIX = "ik_"
@@ -48,6 +50,7 @@ class Principal:
     business_slug: str | None
     scopes: frozenset[str]
     is_admin: bool
+    business_rate_limits: Mapping[str, Rule] = field(default_factory=dict)  # its business's own limits
 
     @property
     def actor(self) -> str:
@@ -62,6 +65,16 @@ class Tenant:
     business_id: int
     slug: str
     principal: Principal
+
+
+def _business_rules(text: str | None) -> dict[str, Rule]:
+    """A business's own limits as stored; a value the CLI would not have written is ignored, not fatal."""
+    if not text:
+        return {}
+    try:
+        return parse_rules(",".join(f"{k}={v}" for k, v in json.loads(text).items()))
+    except (RateLimitConfigError, ValueError, AttributeError):
+        return {}
 
 
 def new_key() -> tuple[str, bytes]:
@@ -102,7 +115,8 @@ class ApiKeys:
             raise InvalidApiKey(InvalidApiKey.__doc__)
         principal = Principal(key_id=record["id"], business_id=record["business_id"],
                               business_slug=record["slug"], scopes=frozenset(record["scopes"]),
-                              is_admin=record["is_admin"])
+                              is_admin=record["is_admin"],
+                              business_rate_limits=_business_rules(record["rate_limits"]))
         if len(self._keys) >= _CACHE_LIMIT:
             self._keys.clear()
         self._keys[digest] = (self._clock() + self._ttl, principal)

@@ -33,3 +33,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # Our own canonical line per request replaces uvicorn's access log (which would log query strings).
     logging.getLogger("uvicorn.access").disabled = True
+    # arq logs every job's start and end at info: the 15-second sweep alone made two lines each
+    # time, repairing nothing. Failed jobs still show (warning and above); our own lines say what
+    # a job changed (projection.swept).
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)

@@ -46,6 +46,10 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "intake_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet relayed.",
             registry=self.registry, multiprocess_mode=_LATEST)
+        self.rate_limit_unavailable = Counter(
+            "intake_rate_limit_unavailable_total",
+            "Requests served without a rate-limit check because Redis was down or slow (fail open).",
+            registry=self.registry)
 
     def exposition(self) -> bytes:
         """The Prometheus text for a scrape: every API process's samples when there are several."""

@@ -15,6 +15,7 @@ from service.connections import ConnectionLimits, GuardedHttpToolsProtocol, rais
 from service.faults import Faults
 from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_DIR_ENV
+from service.ratelimit import parse_rules
 from service.settings import Settings
 
 APP_FACTORY = "service.http.asgi:app_from_env"
@@ -39,6 +40,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     configure_logging(settings.log_level, settings.log_format)
     settings.require_database_url()
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
+    parse_rules(settings.rate_limit_per_key), parse_rules(settings.rate_limit_per_business)  # and bad limits
     raise_fd_limit()  # before forking: the workers inherit it
     with _shared_metrics(workers):
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(settings))

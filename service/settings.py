@@ -6,6 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# Generous defaults: they stop a runaway client or a retry storm, not a busy partner; a business
+# can be given its own (`intake businesses limits`).
+DEFAULT_PER_KEY = "submit=200/1s,decide=100/1s,read=400/1s,admin=50/1s"
+DEFAULT_PER_BUSINESS = "submit=1000/1s,decide=500/1s,read=2000/1s,admin=200/1s"
+
 
 class SettingsError(Exception):
     """A setting has a value intake cannot use."""
@@ -51,6 +56,10 @@ class Settings:
     # The worker's /livez and /readyz (service/probes.py), in `intake worker` and `intake dev`; 0: none.
     worker_health_port: int = 0
     worker_health_host: str = "127.0.0.1"
+    # Per route class (submit, decide, read, admin): see service/ratelimit.py and the README.
+    rate_limit_per_key: str = DEFAULT_PER_KEY
+    rate_limit_per_business: str = DEFAULT_PER_BUSINESS
+    rate_limit_timeout_ms: int = 50  # a slower Redis is treated as down: fail open
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +90,9 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "auto"),
             worker_health_port=_int(env, "WORKER_HEALTH_PORT", 0),
             worker_health_host=env.get("WORKER_HEALTH_HOST", "127.0.0.1"),
+            rate_limit_per_key=env.get("RATE_LIMIT_PER_KEY", DEFAULT_PER_KEY),
+            rate_limit_per_business=env.get("RATE_LIMIT_PER_BUSINESS", DEFAULT_PER_BUSINESS),
+            rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 50),
         )
 
     def require_database_url(self) -> str:

@@ -77,13 +77,18 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+# Tests drive one key far harder than a client would; tests/integration/test_rate_limits.py
+# turns the limits on where they are the point.
+NO_RATE_LIMITS = {"rate_limit_per_key": "off", "rate_limit_per_business": "off"}
+
+
 @pytest.fixture
 def settings(database_url: str, redis_server: EmbeddedRedis) -> Settings:
     """Settings pointing at the test's database, as the app role (owning nothing, no UPDATE or DELETE
     on the log), with the superuser as the owner; and at the session's Redis."""
     return dataclasses.replace(Settings.from_env({}), database_url=app_url(database_url),
                                owner_database_url=database_url, redis_url=redis_server.url(),
-                               log_format="json", db_pool_max=40)
+                               log_format="json", db_pool_max=40, **NO_RATE_LIMITS)
 
 
 @pytest.fixture

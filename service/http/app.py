@@ -26,6 +26,7 @@ from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keys import ApiKeys
 from service.metrics import Metrics
+from service.ratelimit import RateLimiter, parse_rules
 from service.settings import Settings
 
 
@@ -53,6 +54,14 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     return RequestContext(app, metrics)
 
 
+def rate_limiter(settings: Settings, client: Redis | None, metrics: Metrics) -> RateLimiter:
+    """The limiter the guards consult; no Redis, no limits (Redis is transport, never truth)."""
+    return RateLimiter(client, per_key=parse_rules(settings.rate_limit_per_key),
+                       per_business=parse_rules(settings.rate_limit_per_business),
+                       timeout_s=settings.rate_limit_timeout_ms / 1000,
+                       on_unavailable=metrics.rate_limit_unavailable.inc)
+
+
 def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
               new_id: Callable[[], uuid.UUID]) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Opens the pool (and the Redis client /readyz reports on) and wires what uses them."""
@@ -65,7 +74,11 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
                  if settings.redis_url else None)
         store = EventStore(pool, acquire_timeout=acquire_timeout, fault=faults.hit)
+        limiter_redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=0.2,
+                                        socket_timeout=settings.rate_limit_timeout_ms / 1000)
+                         if settings.redis_url else None)
         app.state.update(
+            rate_limiter=rate_limiter(settings, limiter_redis, metrics),
             store=store,
             intake=Intake(store, new_id=new_id, fault=faults.hit,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
@@ -79,7 +92,8 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
             yield
         finally:
             await pool.close()
-            if redis is not None:
-                await redis.aclose()
+            for client in (redis, limiter_redis):
+                if client is not None:
+                    await client.aclose()
 
     return lifespan

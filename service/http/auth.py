@@ -11,7 +11,12 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.http.problems import Forbidden
-from service.keys import SCOPES, ApiKeys
+from service.keys import SCOPES, ApiKeys, Principal
+from service.ratelimit import RateLimiter
+
+# Which budget a scope's routes draw on (service/ratelimit.py ROUTE_CLASSES).
+ROUTE_CLASS = {"submissions:write": "submit", "consultations:decide": "decide", "consultations:read": "read",
+               "audit:read": "read", "admin": "admin"}
 
 
 def requires(scope: str) -> Callable[[ASGIConnection, BaseRouteHandler], object]:
@@ -26,7 +31,18 @@ def requires(scope: str) -> Callable[[ASGIConnection, BaseRouteHandler], object]
             if not principal.is_admin:
                 raise Forbidden("This API key may not do that.")
             connection.state.principal = principal
-            return
-        connection.state.tenant = await keys.authorize(principal, slug, scope)
+        else:
+            connection.state.tenant = await keys.authorize(principal, slug, scope)
+        await _within_limits(connection, principal, ROUTE_CLASS[scope])
 
     return guard
+
+
+async def _within_limits(connection: ASGIConnection, principal: Principal, route_class: str) -> None:
+    """Draw on the key's budget and its business's (admin keys: their own only); RateLimited if over.
+    The verdict's headers ride on the response (service/http/middleware.py adds them)."""
+    limiter: RateLimiter = connection.app.state.rate_limiter
+    verdict = await limiter.check(route_class, principal.key_id, principal.business_id,
+                                  principal.business_rate_limits)
+    if verdict is not None:
+        connection.scope["state"]["ratelimit_headers"] = verdict.headers()

@@ -33,6 +33,8 @@ async def list_events(request: Request) -> Response[bytes]:
     after = params.integer(request, "after", low=0) or 0
     limit = min(params.integer(request, "limit", low=1) or 100, MAX_LIMIT)
     events = await request.app.state.store.read_all(after=after, limit=limit)
+    # `type` is the tag as recorded (its schema version, forever); `data` is the event as this
+    # release reads it, upcast to the current version (docs/API.md, section 5).
     items = [EventOut(position=e.position, event_id=str(e.event_id), stream_id=e.stream_id,
                       type=f"{e.event_type}.v{e.schema_version}", version=e.stream_version,
                       recorded_at=e.recorded_at.isoformat(), data=msgspec.Raw(msgspec.json.encode(e.data)),

@@ -37,7 +37,8 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id),
+                                      *scope["state"].get("ratelimit_headers", ())]
             await send(message)
 
         try:

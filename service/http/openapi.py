@@ -76,7 +76,8 @@ def documented(*, body: type[msgspec.Struct] | None = None,
                 result["requestBody"] = {"required": True,
                                          "content": {"application/json": {"schema": json_schema(body)}}}
             result["parameters"] = [*result.get("parameters", []), *parameters]
-            result.setdefault("responses", {}).update({"4XX": PROBLEM, "503": {
+            result.setdefault("responses", {}).update({"4XX": PROBLEM, "429": {
+                **PROBLEM, "description": "Rate limited: retry after `Retry-After` seconds."}, "503": {
                 **PROBLEM, "description": "A dependency is down: retry after `Retry-After` seconds "
                                           "(with the same Idempotency-Key for a write)."}})
             return result

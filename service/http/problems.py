@@ -19,6 +19,7 @@ from projections.freshness import ProjectionLagging
 from service import domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
+from service.ratelimit import RateLimited
 
 PROBLEM_BASE = "https://intake.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -118,6 +119,7 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     NotPermitted: _Kind(403, "forbidden", "Forbidden"),
     UnknownBusiness: _Kind(404, "not-found", "Not found"),
     ProjectionLagging: _Kind(503, "projection-lagging", "Projection lagging", retry_after=1),
+    RateLimited: _Kind(429, "rate-limited", "Too many requests"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}
@@ -133,6 +135,9 @@ def problem_response(request: Request, exc: Exception) -> Response[bytes]:
     body = ProblemBody(type=PROBLEM_BASE + kind.slug, title=kind.title, status=kind.status,
                        detail=detail, instance=request.scope.get("path_template"), errors=errors)
     headers = {"Retry-After": str(kind.retry_after)} if kind.retry_after is not None else {}
+    if isinstance(exc, RateLimited):  # the wait is the bucket's, not a constant
+        headers["Retry-After"] = str(exc.verdict.retry_after_s)
+        headers.update((k.decode(), v.decode()) for k, v in exc.verdict.headers())
     if kind.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return Response(_ENCODER.encode(body), status_code=kind.status, media_type=MEDIA_TYPE, headers=headers)

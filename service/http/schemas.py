@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -34,6 +34,10 @@ Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=_LINE)]
 Email = Annotated[str, Meta(max_length=254, pattern=rf"^[^@\s{_NOT_IN_LINE}]+@[^@\s{_NOT_IN_LINE}]+\.[^@\s.{_NOT_IN_LINE}]+\Z")]
 Phone = Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z")]  # E.164
 Text2000 = Annotated[str, Meta(min_length=1, max_length=2000, pattern=_TEXT_NOT_BLANK)]
+# A consent document's version: a short id such as "tc-2026-01" or "3.2", letters and digits first.
+DocumentVersion = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")]
+# RFC 3339: a date-time with its offset; a local time without one names no instant.
+Instant = Annotated[dt.datetime, Meta(tz=True)]
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -57,8 +61,20 @@ class AnswerIn(_Body, frozen=True):
     answer: Annotated[str, Meta(max_length=2000, pattern=_TEXT)]
 
 
+class ConsentIn(_Body, frozen=True):
+    """The telehealth consent the patient accepted (not after the request: see service/domain.py)."""
+
+    document_version: DocumentVersion
+    accepted_at: Instant
+
+
 class SubmissionIn(_Body, frozen=True):
     """POST /v1/businesses/{slug}/consult-submissions."""
+
+    # Fields added after the body's first release, left out of the idempotency fingerprint
+    # while unset (service/http/writes.py: canonical_body), so that a retry of a request
+    # first sent before they existed still matches its key. Each is added last.
+    added_later: ClassVar[frozenset[str]] = frozenset({"consent"})
 
     customer_id: Id
     product_id: Id
@@ -66,6 +82,7 @@ class SubmissionIn(_Body, frozen=True):
     chief_complaint: Text2000
     medical_history: Annotated[str, Meta(max_length=10000, pattern=_TEXT)] | None = None
     answers: Annotated[tuple[AnswerIn, ...], Meta(max_length=100)] = ()
+    consent: ConsentIn | None = None
 
 
 class DecisionIn(_Body, frozen=True):

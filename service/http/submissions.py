@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from litestar import Request, Response, post
 
-from events.types import Answer, PatientDetails
+from events.types import Answer, PatientDetails, TelehealthConsent
 from service import domain
 from service.http.auth import requires
 from service.http.openapi import IDEMPOTENCY_KEY, documented
@@ -31,6 +31,8 @@ async def submit_consult(request: Request) -> Response[bytes]:
         chief_complaint=body.chief_complaint, medical_history=body.medical_history,
         answers=tuple(Answer(question_id=a.question_id, answer=a.answer) for a in body.answers),
         at=state.clock(),
+        consent=None if body.consent is None else TelehealthConsent(
+            document_version=body.consent.document_version, accepted_at=body.consent.accepted_at),
     )
     await state.faults.hit("request.before_append")
     recorded = await state.intake.submit(command, key, event_metadata(request, tenant))

@@ -47,8 +47,21 @@ def idempotency_key(request: Request, operation: bytes, canonical: msgspec.Struc
     key = request.headers.get("idempotency-key")
     if key is None or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Send an Idempotency-Key header of 1–255 visible ASCII characters.")
-    fingerprint = hashlib.sha256(operation + b"\x00" + _ENCODER.encode(canonical)).digest()
+    fingerprint = hashlib.sha256(operation + b"\x00" + canonical_body(canonical)).digest()
     return Idempotency(key=key, fingerprint=fingerprint)
+
+
+def canonical_body(body: msgspec.Struct) -> bytes:
+    """The decoded body as the fingerprint covers it: every field, in the Struct's order,
+    except a field the body gained after its first release (its `added_later`) while it is
+    unset. A request sent before that field existed then fingerprints exactly as it did, so
+    its retry under the same key still replays; a request that sets the field is a new shape
+    no earlier release could have fingerprinted."""
+    fields = msgspec.structs.asdict(body)
+    for name in getattr(body, "added_later", ()):
+        if fields[name] is None:
+            del fields[name]
+    return _ENCODER.encode(fields)
 
 
 def event_metadata(request: Request, tenant: Tenant) -> EventMetadata:

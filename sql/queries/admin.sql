@@ -1,5 +1,5 @@
 -- name: authenticate
-SELECT k.id, k.business_id, k.is_admin, k.scopes, b.slug
+SELECT k.id, k.business_id, k.is_admin, k.scopes, b.slug, b.rate_limits::text AS rate_limits
 FROM api_keys k
 LEFT JOIN businesses b ON b.id = k.business_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
@@ -33,3 +33,9 @@ FROM api_keys k
 LEFT JOIN businesses b ON b.id = k.business_id
 WHERE $1::bigint IS NULL OR k.business_id = $1
 ORDER BY k.created_at, k.id;
+
+-- name: set_rate_limits
+UPDATE businesses SET rate_limits = $2::jsonb WHERE slug = $1 RETURNING rate_limits::text AS rate_limits;
+
+-- name: rate_limits
+SELECT rate_limits::text AS rate_limits FROM businesses WHERE slug = $1;

@@ -3,7 +3,8 @@
 
 -- name: consultation
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
-       submitted_at, decided_at, decision, reason, clinician_id, version, position
+       submitted_at, decided_at, decision, reason, clinician_id, version, position,
+       consent_document_version, consent_accepted_at
 FROM consultations
 WHERE consultation_id = $2 AND business_id = $1;
 
@@ -17,7 +18,8 @@ WHERE consultation_id = $2 AND business_id = $1;
 -- the tenant's rows filtering each. Here $4 is the caller's status, always NULL:
 -- the test makes a misrouted status return nothing rather than every status.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
-       submitted_at, decided_at, decision, reason, clinician_id, version, position
+       submitted_at, decided_at, decision, reason, clinician_id, version, position,
+       consent_document_version, consent_accepted_at
 FROM consultations
 WHERE business_id = $1
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -29,7 +31,8 @@ LIMIT $5;
 -- The same list in one status ($4): walks consultations_by_status, so a status
 -- no row has costs an index descent, not the tenant.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
-       submitted_at, decided_at, decision, reason, clinician_id, version, position
+       submitted_at, decided_at, decision, reason, clinician_id, version, position,
+       consent_document_version, consent_accepted_at
 FROM consultations
 WHERE business_id = $1 AND status = $4
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -39,7 +42,8 @@ LIMIT $5;
 -- name: consultations_of_customer
 -- The same list for one customer ($6): walks consultations_by_customer instead.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
-       submitted_at, decided_at, decision, reason, clinician_id, version, position
+       submitted_at, decided_at, decision, reason, clinician_id, version, position,
+       consent_document_version, consent_accepted_at
 FROM consultations
 WHERE business_id = $1 AND customer_id = $6
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -50,7 +54,8 @@ LIMIT $5;
 -- name: consultations_of_customer_in_status
 -- One customer's ($6) list in one status ($4): walks consultations_by_customer_status.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
-       submitted_at, decided_at, decision, reason, clinician_id, version, position
+       submitted_at, decided_at, decision, reason, clinician_id, version, position,
+       consent_document_version, consent_accepted_at
 FROM consultations
 WHERE business_id = $1 AND customer_id = $6 AND status = $4
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)

@@ -68,6 +68,12 @@ def bad_field(case_id: str, path: str, value: Any, *, field: str | None = None, 
                    field=field or path.replace(".0.", "[0]."), leak=leak)
 
 
+def bad_consent(case_id: str, field: str, *, leak: str | None = None, **consent: Any) -> Hostile:
+    """A submission whose consent (version 2 of consult.submitted) is wrong in `field`."""
+    return bad_field(case_id, "consent", {"document_version": "tc-2026-01", "accepted_at": "2026-01-05T09:30:00Z",
+                                          **consent}, field=field, leak=leak)
+
+
 def decision(**overrides: Any) -> dict[str, Any]:
     return {"decision": "approved", "reason": "Meets the criteria", "clinician_id": "clin_7", **overrides}
 
@@ -155,6 +161,21 @@ CASES = [
     get("bigint-overflow-after", "/v1/events?after=9223372036854775808", key="admin"),
     get("zero-events-limit", "/v1/events?limit=0", key="admin"),
     get("unknown-after", "/v1/events?after=999999", problem="unknown-position", key="admin"),
+    # Telehealth consent (consult.submitted v2): a short id, and an instant with its offset, not in the future.
+    bad_consent("space-in-consent-document-version", "consent.document_version", document_version="tc 2026"),
+    bad_consent("newline-after-consent-document-version", "consent.document_version", document_version="tc-1\n"),
+    bad_consent("long-consent-document-version", "consent.document_version", document_version="v" * 33),
+    bad_consent("empty-consent-document-version", "consent.document_version", document_version=""),
+    bad_consent("dot-first-consent-document-version", "consent.document_version", document_version=".tc"),
+    bad_consent("phi-as-consent-document-version", "consent.document_version", document_version=PHI, leak=PHI),
+    bad_consent("consent-accepted-at-without-offset", "consent.accepted_at", accepted_at="2026-01-05T09:30:00"),
+    bad_consent("consent-accepted-at-date-only", "consent.accepted_at", accepted_at="2026-01-05"),
+    bad_consent("phi-as-consent-accepted-at", "consent.accepted_at", accepted_at=PHI, leak=PHI),
+    bad_consent("consent-accepted-in-the-future", "consent.accepted_at", accepted_at="2999-01-01T00:00:00Z"),
+    bad_consent("consent-accepted-at-null", "consent.accepted_at", accepted_at=None),
+    bad_field("consent-without-accepted-at", "consent", {"document_version": "tc-1"}, field="consent.accepted_at"),
+    bad_field("consent-as-a-string", "consent", "yes, I agree", field="consent"),
+    bad_consent("phi-as-unknown-consent-field", "consent", leak=PHI, **{PHI: 1}),
     # Keys and scopes on the wrong door.
     get("business-key-on-events", "/v1/events", 403, "forbidden"),
     get("read-key-decides", DECIDE, 405, "method-not-allowed", key="read"),

@@ -15,7 +15,7 @@ from tests.support.consults import submit
 from tests.support.reads import api, assert_problem, business_id, ok, read, walk
 
 CONSULTATION_FIELDS = {"consultation_id", "submission_id", "patient_id", "customer_id", "product_id", "status",
-                       "submitted_at", "decided_at", "decision", "version"}
+                       "submitted_at", "decided_at", "decision", "version", "consent"}
 PATIENT_FIELDS = {"patient_id", "customer_id", "first_name", "last_name", "email", "phone", "date_of_birth",
                   "updated_at"}
 APPROVAL_FIELDS = {"consultation_id", "customer_id", "product_id", "status", "requested_at", "decided_at",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ from projections.verify import verify
 from tests.support.event_log import append
 from tests.support.fold import actual_tables
 from tests.support.generated_log import write_log
+from tests.support.old_releases import v1_payload
 from tests.support.servers import ROOT
 
 READ_TABLES = ["patients", "consultations", "approvals"]
@@ -138,3 +140,22 @@ async def test_a_second_rebuild_is_refused_while_another_holds_the_lock(projecte
     finally:
         await holder.close()
     assert await db.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'intake_rebuild'") == 0
+
+
+async def test_a_version_1_submission_recorded_by_an_older_release_rebuilds_as_it_projected(
+        projected, settings, db, pool):
+    consultation = uuid.uuid4()
+    payload = v1_payload(submission_id=uuid.uuid4(), consultation_id=consultation, patient_id=uuid.uuid4(),
+                         customer_id="cus_v1")
+    # As the previous release appended it: schema version 1, no consent in the payload.
+    await db.execute("INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, "
+                     "business_id, payload, metadata) VALUES ($1, 'v1-stream', 1, 'consult.submitted', 1, 1, "
+                     "$2::jsonb, '{}'::jsonb)", uuid.uuid4(), payload)
+    await Projector(pool).sweep()
+    live = await actual_tables(db)
+    assert live["consultations"][consultation]["consent_accepted_at"] is None
+
+    await rebuild(settings.owner_database_url, list(PROJECTIONS))
+
+    assert await actual_tables(db) == live
+    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS)))

@@ -55,7 +55,9 @@ class ApiProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path, *, workers: int = 1) -> None:
         self.port = free_port()
-        self._env = {**os.environ, **env, "LOG_FORMAT": "json"}
+        # Tests drive one key far harder than a client would: no rate limits unless a test asks.
+        self._env = {"RATE_LIMIT_PER_KEY": "off", "RATE_LIMIT_PER_BUSINESS": "off", **os.environ, **env,
+                     "LOG_FORMAT": "json"}
         self._log_path = log_path
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None

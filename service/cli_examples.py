@@ -1,0 +1,43 @@
+"""An example for every `intake` command's --help, kept in one table so none is forgotten
+(tests/unit/test_cli.py fails for a command without one)."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = {
+    "dev": "intake dev                      # embedded PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set",
+    "serve": "PORT=8080 intake serve --workers 2   # --host/--port win over INTAKE_HOST/INTAKE_PORT, then PORT",
+    "worker": "WORKER_HEALTH_PORT=9101 intake worker",
+    "migrate": "OWNER_DATABASE_URL=postgresql://owner@db/intake intake migrate --check",
+    "businesses create": "intake businesses create acme --name 'Acme Telehealth'",
+    "businesses limits": "intake businesses limits acme submit=500/1s read=2000/1s   # --reset: the defaults again",
+    "keys create": "intake keys create --business acme --scopes submissions:write,consultations:read --json",
+    "keys revoke": "intake keys revoke 0b6f7c1e-5f1d-4c8e-9a55-2b1f0d7c9e10",
+    "keys list": "intake keys list --business acme --json",
+    "projections status": "intake projections status   # exit 1 while a stream is parked",
+    "projections sweep": "intake projections sweep",
+    "projections retry": "intake projections retry consultations",
+    "projections rebuild": "OWNER_DATABASE_URL=postgresql://owner@db/intake intake projections rebuild approvals",
+    "projections verify": "intake projections verify   # exit 1 listing differing rows by key and column",
+    "loadtest": ("intake loadtest --base-url http://127.0.0.1:8000 --business demo --key ik_… "
+                 "--total 200 --unique 50 --concurrency 50 --check"),
+}
+
+
+def leaf_parsers(parser: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command's parser, by its words (`keys create`)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:  # noqa: SLF001  (argparse has no public walk of its tree)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, child in action.choices.items():
+                found.update(leaf_parsers(child, f"{path} {name}".strip()))
+    return found or {path: parser}
+
+
+def add_examples(parser: argparse.ArgumentParser) -> None:
+    """Put each command's example at the end of its --help, as written (no re-wrapping)."""
+    for words, leaf in leaf_parsers(parser).items():
+        if words in EXAMPLES:
+            leaf.epilog = f"example:\n  {EXAMPLES[words]}"
+            leaf.formatter_class = argparse.RawDescriptionHelpFormatter
