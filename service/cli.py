@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from projections.projector import PROJECTIONS
-from service import commands, rebuild_command
+from service import commands, rebuild_command, replay_command
 from service.cli_examples import add_examples
 from service.settings import Settings, SettingsError
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_businesses(subcommands)
     _add_keys(subcommands)
     _add_loadtest(subcommands)
+    _add_events(subcommands)
     add_examples(parser)
     return parser
 
@@ -146,6 +147,31 @@ def listen_address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[st
     return host, port
 
 
+def _add_events(subcommands: _Commands) -> None:
+    actions = subcommands.add_parser("events", help="the event log").add_subparsers(dest="action", required=True)
+    replay = actions.add_parser("replay", help="the log in position order, filtered; or the read models --as-of TIME",
+                                description="Times are RFC 3339 with an offset; --since is inclusive, --until "
+                                            "exclusive, positions inclusive.")
+    replay.add_argument("--business", help="only this business (slug)")
+    replay.add_argument("--stream", help="only this stream id")
+    replay.add_argument("--consultation", type=uuid.UUID, help="only the events that name this consultation")
+    replay.add_argument("--type", dest="types", action="append", default=[], type=replay_command.type_argument,
+                        metavar="TYPE", help="only this event type (consult.submitted or consult.submitted.v1); repeatable")
+    replay.add_argument("--from-position", type=_position, metavar="N")
+    replay.add_argument("--to-position", type=_position, metavar="N")
+    replay.add_argument("--since", type=replay_command.time_argument, metavar="TIME")
+    replay.add_argument("--until", type=replay_command.time_argument, metavar="TIME")
+    replay.add_argument("--as-of", type=replay_command.time_argument, metavar="TIME",
+                        help="patients, consultations and approvals as they stood at TIME")
+    replay.add_argument("--format", choices=("table", "jsonl"), help="default: table on a terminal, else jsonl")
+
+
+def _position(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 2**63 - 1:
+        raise argparse.ArgumentTypeError("expected a log position: an integer from 0 to 2^63-1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `intake` console script."""
     parser = build_parser()
@@ -156,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("loadtest: --unique must not exceed --total")
     if args.command == "keys" and args.action == "create" and args.business and not args.scopes:
         parser.error("keys create --business needs --scopes")
+    if args.command == "events" and (problem := replay_command.usage_error(args)):
+        parser.error(problem)
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "dev": _dev, "serve": _serve, "worker": _worker,
         "migrate": lambda a, s: asyncio.run(commands.migrate(a, s)),
@@ -164,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "projections": lambda a, s: asyncio.run(
             _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
         "loadtest": _loadtest,
+        "events": lambda a, s: asyncio.run(replay_command.run(a, s)),
     }
     try:
         return handlers[args.command](args, Settings.from_env())

@@ -24,7 +24,9 @@ from service.devstack.processes import LOOPBACK, ChildServer
 # postgres refuses to run as root; when we are root, this unprivileged account runs it.
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
-DEFAULT_SETTINGS = {"max_connections": "200", "shared_buffers": "256MB"}
+# track_commit_timestamp: `intake events replay --as-of` and `?as_of=` need each transaction's commit
+# time (docs/ARCHITECTURE.md, "As of a time"); it takes effect only at server start.
+DEFAULT_SETTINGS = {"max_connections": "200", "shared_buffers": "256MB", "track_commit_timestamp": "on"}
 # Skips flushing to disk, not writing: the OS page cache still holds every commit, so data
 # survives a kill of postgres (not of the machine). synchronous_commit stays on on purpose:
 # asynchronous commit loses acknowledged transactions on a plain kill of the postmaster too.

@@ -21,7 +21,7 @@ from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import decisions, events_api, ops, reads, submissions
+from service.http import audit, decisions, events_api, ops, reads, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keys import ApiKeys
@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     metrics = Metrics()
     faults = Faults(settings.faults, environment=settings.environment)
     app = Litestar(
-        route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router,
+        route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
                         events_api.list_events, ops.livez, ops.readyz, ops.metrics],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
@@ -79,6 +79,7 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                          if settings.redis_url else None)
         app.state.update(
             rate_limiter=rate_limiter(settings, limiter_redis, metrics),
+            pool=pool, acquire_timeout=acquire_timeout,  # the audit API's reads of the log
             store=store,
             intake=Intake(store, new_id=new_id, fault=faults.hit,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),

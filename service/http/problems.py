@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from events.errors import StoreUnavailable, UnknownPosition
+from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
 from service import domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
@@ -120,6 +121,10 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     UnknownBusiness: _Kind(404, "not-found", "Not found"),
     ProjectionLagging: _Kind(503, "projection-lagging", "Projection lagging", retry_after=1),
     RateLimited: _Kind(429, "rate-limited", "Too many requests"),
+    CommitTimeUnknown: _Kind(422, "as-of-unknowable", "The log cannot say what had committed then"),
+    TransactionsStillOpen: _Kind(503, "as-of-unsettled", "Transactions of that time still finishing", retry_after=1),
+    # A deployment fault (track_commit_timestamp off), logged as an error: no retry will help.
+    CommitTimesUntracked: _Kind(503, "as-of-unavailable", "As-of reads are not available"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

@@ -17,7 +17,7 @@ from projections.queries import (
     PatientView,
     ReadModels,
 )
-from service.http import params
+from service.http import as_of, params
 from service.http.auth import requires
 from service.http.openapi import CURSOR, CUSTOMER_ID, LIMIT, MIN_POSITION, STATUS, documented
 from service.http.problems import NotFound
@@ -61,10 +61,13 @@ async def _fresh_tenant(request: Request, projection: str) -> tuple[Tenant, Read
 
 
 @get("/consultations/{consultation_id:str}", summary="Read one consultation",
-     operation_class=documented(parameters=(MIN_POSITION,)))
+     operation_class=documented(parameters=(MIN_POSITION, as_of.AS_OF)))
 async def get_consultation(request: Request) -> ConsultationView:
-    """The consultation, as far as the projection has applied; 404 if this business has none such."""
+    """The consultation, as far as the projection has applied; 404 if this business has none such.
+    With `as_of`, as it stood then, from the log (service/http/as_of.py)."""
     consultation_id = params.uuid_or_404(request, "consultation_id", "consultation")
+    if (at := as_of.time_parameter(request, "as_of")) is not None:
+        return await as_of.consultation_at(request, consultation_id, at)
     tenant, reads = await _fresh_tenant(request, "consultations")
     if (found := await reads.consultation(tenant.business_id, consultation_id)) is None:
         raise NotFound("No such consultation for this business.")

@@ -27,11 +27,13 @@ ACME = "/v1/businesses/acme"
 SUBMIT = f"{ACME}/consult-submissions"
 CONSULTATION = "11111111-2222-4333-8444-555555555555"  # replaced by the fixture's real consultation
 DECIDE = f"{ACME}/consultations/{CONSULTATION}/decision"
+HISTORY = f"{ACME}/consultations/{CONSULTATION}/history"
+AS_OF = f"{ACME}/consultations/{CONSULTATION}?as_of="
 TEMPLATES = {  # every `instance` must be one of these (or absent): never the path as the client sent it
     "/v1/businesses/{slug}/consult-submissions", "/v1/businesses/{slug}/consultations/{consultation_id}/decision",
     "/v1/businesses/{slug}/consultations/{consultation_id}", "/v1/businesses/{slug}/consultations",
     "/v1/businesses/{slug}/patients/{patient_id}", "/v1/businesses/{slug}/patients",
-    "/v1/businesses/{slug}/approvals", "/v1/events",
+    "/v1/businesses/{slug}/approvals", "/v1/events", "/v1/businesses/{slug}/consultations/{consultation_id}/history",
 }
 
 
@@ -184,6 +186,25 @@ CASES = [
     Hostile("no-key-decision", "POST", DECIDE, 401, "unauthenticated", decision(), key=None),
     Hostile("malformed-decision-json", "POST", DECIDE, 400, "malformed-json", b'{"decision": '),
     Hostile("array-decision", "POST", DECIDE, 422, "validation-failed", [], field="body"),
+    # The audit reads (issue 10): ids and times are checked before they reach SQL, and the log is
+    # for keys with audit:read on their own business only.
+    get("phi-as-of", AS_OF + PHI, key="acme", leak="Zelda"),
+    get("nul-as-of", AS_OF + "%00", key="acme"),
+    get("date-only-as-of", AS_OF + "2026-03-01", key="acme"),
+    get("no-offset-as-of", AS_OF + "2026-03-01T14:02:00", key="acme"),
+    get("fullwidth-digit-as-of", AS_OF + "%EF%BC%92026-03-01T14:02:00Z", key="acme"),
+    get("newline-as-of", AS_OF + "2026-03-01T14:02:00Z%0A", key="acme"),
+    get("year-10000-as-of", AS_OF + "+10000-03-01T14:02:00Z", key="acme"),
+    get("future-as-of", AS_OF + "9999-12-31T23:59:59Z", key="acme"),
+    get("read-key-as-of", AS_OF + "2026-03-01T14:02:00Z", 403, "forbidden", key="read"),
+    get("globex-key-as-of", AS_OF + "2026-03-01T14:02:00Z", 403, "forbidden", key="globex"),
+    get("read-key-history", HISTORY, 403, "forbidden", key="read"),
+    get("globex-key-history", HISTORY, 403, "forbidden", key="globex"),
+    get("no-key-history", HISTORY, 401, "unauthenticated", key=None),
+    get("phi-as-history-id", f"{ACME}/consultations/{PHI}/history", 404, "not-found", key="acme", leak="Zelda"),
+    get("nul-history-id", f"{ACME}/consultations/%00/history", 404, "not-found", key="acme"),
+    get("unknown-history-id", f"{ACME}/consultations/{uuid.UUID(int=7)}/history", 404, "not-found", key="acme"),
+    Hostile("history-post", "POST", HISTORY, 405, "method-not-allowed", decision(), key="acme"),
 ]
 
 

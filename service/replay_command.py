@@ -1,0 +1,152 @@
+"""`intake events replay`: the log, filtered, as a table for people or JSON lines for tools; with
+`--as-of TIME`, the read models as they stood at TIME. Parsing is in service/cli.py; the reads are
+events/replay.py and projections/as_of.py. Output is written as it is read (constant memory), and a
+reader that goes away (`| head`) ends the command quietly."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import sys
+import uuid
+from typing import IO, Any
+
+import asyncpg
+import msgspec
+
+from events.codec import KNOWN_TYPES
+from events.replay import BIGINT_MAX, EventFilter, parse_time, replay
+from events.sqlfiles import queries
+from events.types import Event, StoredEvent
+from projections.as_of import Tables, tables_as_of
+from service.settings import Settings
+
+_FILTERS_WITHOUT_AS_OF = ("stream", "types", "from_position", "to_position", "since", "until")
+
+
+class EventLine(msgspec.Struct, frozen=True):
+    """One event of `--format jsonl`."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    recorded_at: dt.datetime
+    data: Event
+    metadata: msgspec.Raw
+
+
+class RowLine(msgspec.Struct, frozen=True):
+    """One read-model row of `--as-of … --format jsonl`."""
+
+    table: str
+    row: Any
+
+
+def time_argument(text: str) -> dt.datetime:
+    """argparse's `type=` for times: a usage error (exit 2) unless RFC 3339 with an offset."""
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an RFC 3339 time with offset, e.g. 2026-03-01T14:02:00Z") from None
+
+
+def type_argument(text: str) -> str:
+    """argparse's `type=` for `--type`: a known event type, with or without its version."""
+    names = {name for name, _ in KNOWN_TYPES} | {f"{name}.v{version}" for name, version in KNOWN_TYPES}
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown event type; known: {', '.join(sorted(names))}")
+    return text
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of options, for parser.error (exit 2)."""
+    if args.from_position is not None and args.to_position is not None and args.from_position > args.to_position:
+        return "--from-position is after --to-position"
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        return "--since is not before --until"
+    if args.as_of is not None and any(getattr(args, name) not in (None, []) for name in _FILTERS_WITHOUT_AS_OF):
+        return "--as-of takes only --business and --consultation: a state folded from some events is no state"
+    return None
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """`intake events replay …`: 0 when all was written (or the reader left early)."""
+    out = sys.stdout.buffer
+    table = (args.format or ("table" if sys.stdout.isatty() else "jsonl")) == "table"
+    conn = await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000,
+                                 server_settings={"application_name": "intake-replay", "jit": "off",
+                                                  "statement_timeout": str(settings.db_statement_timeout_ms)})
+    try:
+        business_id = await _business_id(conn, args.business)
+        if args.as_of is not None:
+            tables = await tables_as_of(conn, args.as_of, business_id=business_id, consultation_id=args.consultation)
+            _write_tables(out, tables, table)
+        else:
+            await _write_events(out, conn, _filter(args, business_id), table)
+        out.flush()
+    except BrokenPipeError:
+        # The reader is gone (`| head`): what it wanted was written. Point stdout at /dev/null so
+        # that the interpreter's last flush at exit has nowhere to fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        await conn.close()
+    return 0
+
+
+async def _business_id(conn: asyncpg.Connection, slug: str | None) -> int | None:
+    if slug is None:
+        return None
+    business_id = await conn.fetchval(queries("admin")["business_by_slug"], slug)
+    if business_id is None:
+        raise LookupError("no business with that slug")
+    return business_id
+
+
+def _filter(args: argparse.Namespace, business_id: int | None) -> EventFilter:
+    return EventFilter(business_id=business_id, stream_id=args.stream, consultation_id=args.consultation,
+                       types=tuple(args.types), from_position=args.from_position or 0,
+                       to_position=BIGINT_MAX if args.to_position is None else args.to_position,
+                       since=args.since, until=args.until)
+
+
+_ENCODER = msgspec.json.Encoder()
+_EVENT_HEADER = f"{'POSITION':>10}  {'RECORDED_AT':32}  {'TYPE':36}  {'VERSION':>7}  {'STREAM_ID':36}  CONSULTATION\n"
+
+
+async def _write_events(out: IO[bytes], conn: asyncpg.Connection, where: EventFilter, table: bool) -> None:
+    if table:
+        out.write(_EVENT_HEADER.encode())
+    async with contextlib.aclosing(replay(conn, where)) as events:
+        async for event in events:
+            out.write(_event_row(event) if table else _ENCODER.encode(_event_line(event)) + b"\n")
+
+
+def _event_line(event: StoredEvent) -> EventLine:
+    return EventLine(event.position, event.event_id, event.stream_id, event.stream_version, event.event_type,
+                     event.schema_version, event.recorded_at, event.data, event.metadata)
+
+
+def _event_row(event: StoredEvent) -> bytes:
+    tag = f"{event.event_type}.v{event.schema_version}"
+    consultation = getattr(event.data, "consultation_id", "")
+    return (f"{event.position:>10}  {event.recorded_at.isoformat():32}  {tag:36}  {event.stream_version:>7}  "
+            f"{event.stream_id:36}  {consultation}\n").encode()
+
+
+def _write_tables(out: IO[bytes], tables: Tables, table: bool) -> None:
+    for name, rows in tables.items():
+        ordered = [row for _, row in sorted(rows.items(), key=lambda item: str(item[0]))]
+        if table:
+            out.write(f"{name} ({len(ordered)})\n".encode())
+        for row in ordered:
+            out.write(_table_row(row) if table else _ENCODER.encode(RowLine(name, row)) + b"\n")
+
+
+def _table_row(row: msgspec.Struct) -> bytes:
+    fields = msgspec.structs.asdict(row)
+    return ("  " + "  ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items()) + "\n").encode()

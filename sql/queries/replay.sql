@@ -1,0 +1,60 @@
+-- name: replay
+-- `intake events replay`: every filter optional (NULL: not filtering). The command runs it once
+-- with its values, so PostgreSQL plans for them (a custom plan folds away the NULL tests) and a
+-- consultation filter walks events_by_consultation, a position range the primary key.
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at
+FROM events
+WHERE position BETWEEN $1 AND $2
+  AND ($3::int8 IS NULL OR business_id = $3)
+  AND ($4::text IS NULL OR stream_id = $4)
+  AND ($5::text IS NULL OR payload ->> 'consultation_id' = $5)
+  AND ($6::text[] IS NULL OR event_type = ANY ($6) OR event_type || '.v' || schema_version = ANY ($7))
+  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
+  AND ($9::timestamptz IS NULL OR recorded_at < $9)
+ORDER BY position;
+
+-- name: consultation_history
+-- Every event that names the consultation: its stream's submission and decision, and the
+-- submissions deduplicated onto it from other streams (events_by_consultation, 0008).
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at
+FROM events
+WHERE payload ->> 'consultation_id' = $1 AND business_id = $2
+ORDER BY position;
+
+-- name: commit_timestamps_tracked
+SELECT current_setting('track_commit_timestamp')::bool AS tracked;
+
+-- name: clock
+SELECT clock_timestamp() AS now;
+
+-- name: mark_transaction
+-- A transaction id taken now (in its own one-statement transaction, which ends at once): every
+-- transaction that already had one when the clock was read has a lower id. (A snapshot's xip list
+-- would not do: it omits transactions at or above its xmax, which is only the newest completed + 1.)
+SELECT pg_current_xact_id()::text AS xid;
+
+-- name: older_still_open
+-- Whether some transaction with an id ≤ $1 is still in progress (xmin: the oldest running one).
+SELECT pg_snapshot_xmin(pg_current_snapshot()) <= $1::text::xid8 AS waiting;
+
+-- name: as_of_events
+-- The candidates for "committed at $1", with their commit time when PostgreSQL knows it
+-- (track_commit_timestamp). A transaction starts before it commits, so rows recorded after $1
+-- (recorded_at is the transaction's start) are out at once. A 32-bit xid names one transaction
+-- only within 2^31 of the newest, so an older row's commit time counts as unknown rather than
+-- risk reading a later transaction's; PostgreSQL also forgets commit times behind the freeze
+-- horizon and never had them for transactions committed while the setting was off (NULL).
+WITH horizon AS (
+    SELECT greatest(pg_snapshot_xmax(pg_current_snapshot())::text::numeric - 2147483648, 0)::text::xid8 AS oldest
+)
+SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
+       CASE WHEN e.tx_id >= horizon.oldest THEN pg_xact_commit_timestamp(e.tx_id::xid) END AS committed_at
+FROM events AS e, horizon
+WHERE e.recorded_at <= $1
+  AND ($2::int8 IS NULL OR e.business_id = $2)
+  AND ($3::text IS NULL OR e.payload ->> 'consultation_id' = $3)
+  AND ($4::text IS NULL OR (e.event_type = 'consult.submitted' AND e.payload ->> 'patient_id' = $4))
+ORDER BY e.position;
