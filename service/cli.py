@@ -13,11 +13,13 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 
-from service import commands, replay_command
+from projections.projector import PROJECTIONS
+from service import commands, rebuild_command, replay_command
 from service.cli_examples import add_examples
 from service.settings import Settings, SettingsError
 
 _Commands = argparse._SubParsersAction  # noqa: SLF001  (argparse offers no public name for it)
+_REBUILD = {"rebuild": rebuild_command.rebuild, "verify": rebuild_command.verify}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +87,21 @@ def _add_projections(subcommands: _Commands) -> None:
     actions.add_parser("sweep", help="catch up every stream whose projections lag the log")
     retry = actions.add_parser("retry", help="un-park parked streams and apply them again")
     retry.add_argument("projection", nargs="?", help="only this projection")
+    _add_rebuild(actions)
+
+
+def _add_rebuild(actions: _Commands) -> None:
+    for action, help_text in (("rebuild", "rebuild read models from the log and swap them in, while live"),
+                              ("verify", "compare read models with a fold of the log at the same log position")):
+        parser = actions.add_parser(action, help=help_text)
+        parser.add_argument("names", nargs="*", type=_projection_name, metavar="NAME",
+                            help=f"a projection ({', '.join(PROJECTIONS)}); default: all")
+
+
+def _projection_name(value: str) -> str:
+    if value not in PROJECTIONS:
+        raise argparse.ArgumentTypeError(f"unknown projection (choose from {', '.join(PROJECTIONS)})")
+    return value
 
 
 def _add_businesses(subcommands: _Commands) -> None:
@@ -172,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": lambda a, s: asyncio.run(commands.migrate(a, s)),
         "businesses": lambda a, s: asyncio.run(commands.businesses(a, s)),
         "keys": lambda a, s: asyncio.run(commands.keys(a, s)),
-        "projections": lambda a, s: asyncio.run(commands.projections(a, s)),
+        "projections": lambda a, s: asyncio.run(
+            _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
         "loadtest": _loadtest,
         "events": lambda a, s: asyncio.run(replay_command.run(a, s)),
     }

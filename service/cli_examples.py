@@ -18,6 +18,8 @@ EXAMPLES = {
     "projections status": "intake projections status   # exit 1 while a stream is parked",
     "projections sweep": "intake projections sweep",
     "projections retry": "intake projections retry consultations",
+    "projections rebuild": "OWNER_DATABASE_URL=postgresql://owner@db/intake intake projections rebuild approvals",
+    "projections verify": "intake projections verify   # exit 1 listing differing rows by key and column",
     "events replay": ("intake events replay --business acme --type consult.decided --since 2026-12-01T00:00:00Z "
                       "--format jsonl | head   # --as-of TIME: the read models as they stood then"),
     "loadtest": ("intake loadtest --base-url http://127.0.0.1:8000 --business demo --key ik_… "

@@ -1,0 +1,167 @@
+-- Rebuilding and verifying read models from the log (projections/rebuild.py, projections/verify.py).
+-- Blocks with {table} are DDL templates: PostgreSQL cannot bind identifiers as parameters, so
+-- they are filled with a read model's table name from projections/batch.py (a constant, never input).
+
+-- name: try_rebuild_lock
+-- Session-level, so it is held for the whole rebuild and released however the session ends
+-- (kill -9 included: the server drops the session and its locks with it).
+SELECT pg_try_advisory_lock(7301001) AS locked;
+
+-- name: drop_shadow
+-- Leftovers of an interrupted rebuild: never live tables (those are in public).
+DROP SCHEMA IF EXISTS intake_rebuild CASCADE;
+
+-- name: create_shadow
+CREATE SCHEMA intake_rebuild;
+
+-- name: create_shadow_table
+-- Same name in another schema: the copy's column order and types are the live table's (so the
+-- API's prepared statements keep their result type across the swap), and names derived from
+-- the table name (primary key, NOT NULL, CHECK) come out identical.
+CREATE TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL);
+
+-- name: rename_shadow_indexes
+-- LIKE names copied indexes after their columns; give each the live name of the index with the
+-- same definition (renaming an index renames the constraint it backs): constraint names are
+-- what errors are translated and failures recorded by.
+SELECT format('ALTER INDEX intake_rebuild.%I RENAME TO %I', s.indexname, l.indexname) AS statement
+FROM pg_indexes l
+JOIN pg_indexes s ON s.schemaname = 'intake_rebuild' AND s.tablename = l.tablename
+ AND regexp_replace(s.indexdef, '^CREATE (UNIQUE )?INDEX \S+ ON \S+', '\1')
+   = regexp_replace(l.indexdef, '^CREATE (UNIQUE )?INDEX \S+ ON \S+', '\1')
+WHERE l.schemaname = 'public' AND l.tablename = $1 AND s.indexname <> l.indexname;
+
+-- name: copy_grants
+-- LIKE copies no privileges: grant the copy exactly what the live table has (migration 0005's
+-- grants to intake_app, and whatever a later migration added).
+SELECT format('GRANT %s ON intake_rebuild.%I TO %I', string_agg(a.privilege_type, ', '), c.relname, r.rolname)
+       AS statement
+FROM pg_class c
+CROSS JOIN LATERAL aclexplode(c.relacl) a
+JOIN pg_roles r ON r.oid = a.grantee
+WHERE c.oid = format('public.%I', $1::text)::regclass AND a.grantee <> c.relowner
+GROUP BY c.relname, r.rolname;
+
+-- name: analyze_shadow_table
+-- Fresh statistics before the swap: the API's plans on the new table should not wait for autovacuum.
+ANALYZE intake_rebuild.{table};
+
+-- name: snapshot
+-- The first statement of the bulk read's REPEATABLE READ transaction: this is its snapshot.
+SELECT pg_current_snapshot()::text AS snapshot, (SELECT count(*) FROM events) AS events,
+       (SELECT count(*) FROM events WHERE event_type = 'consult.submitted') AS submissions;
+
+-- name: log_in_stream_order
+-- The whole log, one stream after another (an index scan on events_stream_version_key, no sort):
+-- a consultation's events are all in its slot's stream, so a fold needs one stream in memory.
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at
+FROM events
+ORDER BY stream_id, stream_version;
+
+-- name: submissions_in_patient_order
+-- A patient's submissions come from several slots' streams; grouped by patient here (the server
+-- sorts, spilling to disk past work_mem), in log order within a patient: "latest wins by position".
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at, payload ->> 'patient_id' AS patient_key
+FROM events
+WHERE event_type = 'consult.submitted'
+ORDER BY business_id, patient_key, position;
+
+-- name: streams_since
+-- Streams with an event this statement sees and snapshot $1 did not, and this statement's
+-- snapshot (both from the same one). pg_visible_in_snapshot is exact, whatever the commit order.
+SELECT pg_current_snapshot()::text AS snapshot,
+       ARRAY(SELECT DISTINCT stream_id FROM events
+             WHERE tx_id >= pg_snapshot_xmin($1::text::pg_snapshot)
+               AND NOT pg_visible_in_snapshot(tx_id, $1::text::pg_snapshot)) AS streams;
+
+-- name: swap_lock_timeout
+-- For this transaction only: give up on a lock rather than queue every reader behind our request.
+SELECT set_config('lock_timeout', $1, true);
+
+-- name: lock_checkpoints_table
+-- Every projector transaction starts by writing checkpoints (ROW EXCLUSIVE): EXCLUSIVE waits for
+-- those in flight and holds new ones back, so nothing changes the live read models until the swap
+-- commits. Readers (ACCESS SHARE) are not held back.
+LOCK TABLE public.projection_checkpoints IN EXCLUSIVE MODE;
+
+-- name: lock_live_table
+LOCK TABLE public.{table} IN ACCESS EXCLUSIVE MODE;
+
+-- name: drop_live_table
+DROP TABLE public.{table};
+
+-- name: move_shadow_table
+ALTER TABLE intake_rebuild.{table} SET SCHEMA public;
+
+-- name: replace_checkpoints
+-- Only rows that differ are written: a live model that was right costs a scan, not a rewrite.
+WITH shadow AS (
+    SELECT stream_id, version, position FROM intake_rebuild.projection_checkpoints WHERE projection = $1
+), gone AS (
+    DELETE FROM public.projection_checkpoints c
+    WHERE c.projection = $1 AND NOT EXISTS (SELECT 1 FROM shadow s WHERE s.stream_id = c.stream_id)
+)
+INSERT INTO public.projection_checkpoints AS c (projection, stream_id, version, position)
+SELECT $1, stream_id, version, position FROM shadow
+ON CONFLICT (projection, stream_id) DO UPDATE
+SET version = EXCLUDED.version, position = EXCLUDED.position, applied_at = now()
+WHERE (c.version, c.position) IS DISTINCT FROM (EXCLUDED.version, EXCLUDED.position);
+
+-- name: drop_failures
+DELETE FROM public.projection_failures WHERE projection = $1;
+
+-- name: copy_failures
+INSERT INTO public.projection_failures
+SELECT * FROM intake_rebuild.projection_failures WHERE projection = $1;
+
+-- name: drop_floor
+DELETE FROM public.projection_floors WHERE projection = $1;
+
+-- name: settle_floor
+-- Every event of a transaction below the swap snapshot's xmin ($2) had ended before it, so is in
+-- the shadow: the newest of them is a floor (unless a failure is still being retried: then the
+-- sweep starts from zero once).
+INSERT INTO public.projection_floors (projection, tx_id, position)
+SELECT $1, tx_id, position FROM events
+WHERE tx_id < pg_snapshot_xmin($2::text::pg_snapshot)
+  AND NOT EXISTS (SELECT 1 FROM intake_rebuild.projection_failures WHERE projection = $1 AND NOT parked)
+ORDER BY tx_id DESC, position DESC
+LIMIT 1;
+
+-- name: covered_in_stream_order
+-- What projection $1's checkpoints say it has applied, one stream after another.
+SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at
+FROM projection_checkpoints c
+JOIN events e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
+WHERE c.projection = $1
+ORDER BY e.stream_id, e.stream_version;
+
+-- name: covered_submissions_in_patient_order
+SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
+       e.payload ->> 'patient_id' AS patient_key
+FROM projection_checkpoints c
+JOIN events e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
+WHERE c.projection = $1 AND e.event_type = 'consult.submitted'
+ORDER BY e.business_id, patient_key, e.position;
+
+-- name: create_scratch_table
+-- Verify's scratch copy: temporary, gone with the transaction, never seen by another session.
+CREATE TEMP TABLE verify_{table} (LIKE public.{table}) ON COMMIT DROP;
+
+-- name: compare_tables
+-- {key}: the key columns; {columns}: one `CASE WHEN … IS DISTINCT FROM … THEN 'name' END` per column.
+-- Keys and column names only: the values are patient data.
+SELECT {key_select}, l.{first_key} IS NULL AS missing_live, r.{first_key} IS NULL AS missing_rebuilt,
+       array_remove(ARRAY[{columns}], NULL) AS columns, count(*) OVER () AS differing
+FROM public.{table} l
+FULL JOIN pg_temp.verify_{table} r USING ({key})
+WHERE l.{first_key} IS NULL OR r.{first_key} IS NULL OR cardinality(array_remove(ARRAY[{columns}], NULL)) > 0
+ORDER BY {key}
+LIMIT $1;
+
+-- name: count_rows
+SELECT (SELECT count(*) FROM public.{table}) AS live_rows, (SELECT count(*) FROM pg_temp.verify_{table}) AS rebuilt_rows;
