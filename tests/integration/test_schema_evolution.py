@@ -154,3 +154,13 @@ async def test_the_store_refuses_to_append_a_version_1_event_and_writes_nothing(
             stream_id="consult-another", expected_version=0, events=[(uuid.uuid4(), old)], business_id=1,
             metadata=EventMetadata(request_id="r", actor="cli:test", correlation_id="r"), idempotency=None)
     assert await db.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_a_version_1_submission_shows_in_its_consultations_history_upcast(settings, tenant, old_submission):
+    async with api(settings) as client:
+        history = await ok(read(client, tenant, f"/consultations/{old_submission.consultation_id}/history",
+                                key=tenant.key))
+    [shown] = history  # a list of events, oldest first
+    assert (shown["type"], shown["position"], shown["event_id"]) == (
+        "consult.submitted.v1", old_submission.position, str(old_submission.event_id))
+    assert shown["data"]["type"] == "consult.submitted.v2" and shown["data"]["consent"] is None
