@@ -31,6 +31,10 @@ def parse_time(text: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError("an RFC 3339 time needs its offset (Z or ±hh:mm)")
+    try:  # 0001-01-01T00:00+14:00 is a valid text but no instant PostgreSQL (or UTC) can hold
+        moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("a time out of range") from None
     return moment
 
 

@@ -162,6 +162,8 @@ async def _catch_up_and_swap(conn: asyncpg.Connection, dsn: str, models: list[Mo
             caught_up += streams
             if streams <= SMALL_TAIL:
                 break
+        else:  # the log grows faster than the shadow catches up: swapping now would stall live projectors
+            raise RebuildFailed(f"{RebuildFailed.__doc__} (the log kept growing faster than the catch-up)")
         for _ in range(SWAP_ATTEMPTS):
             try:
                 async with conn.transaction():

@@ -42,7 +42,7 @@ for i = 1, #KEYS do
   local allow_at = new_tat - period
   new_tats[i] = new_tat
   if now < allow_at then
-    if allowed == 1 or allow_at - now > retry then retry, tightest = allow_at - now, i end
+    if allowed == 1 or allow_at - now > retry then retry, reset, tightest = allow_at - now, allow_at - now, i end
     allowed, remaining = 0, 0
   elseif allowed == 1 then
     local left = math.floor((now - allow_at) / interval)
@@ -51,7 +51,9 @@ for i = 1, #KEYS do
 end
 if allowed == 1 then
   for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], math.ceil(new_tats[i]), 'PX', math.max(1, math.ceil(new_tats[i] - now)))
+    -- Kept to the microsecond: rounding to whole milliseconds would spend a full millisecond on
+    -- each request and cap every limit at 1,000 a second.
+    redis.call('SET', KEYS[i], string.format('%.3f', new_tats[i]), 'PX', math.max(1, math.ceil(new_tats[i] - now)))
   end
 end
 return {allowed, math.ceil(retry), remaining, math.ceil(reset), tightest}
@@ -131,11 +133,13 @@ class RateLimiter:
     async def check(self, route_class: str, key_id: object, business_id: int | None,
                     business_rules: Mapping[str, Rule] | None = None) -> Verdict | None:
         """The verdict (RateLimited if over), or None when nothing limits this request or Redis is away."""
-        buckets = [(f"intake:rl:key:{key_id}:{route_class}", self._per_key.get(route_class))]
+        wanted = [(f"key:{key_id}", self._per_key.get(route_class))]
         if business_id is not None:
             rule = (business_rules or {}).get(route_class) or self._per_business.get(route_class)
-            buckets.append((f"intake:rl:business:{business_id}:{route_class}", rule))
-        buckets = [(name, rule) for name, rule in buckets if rule is not None]
+            wanted.append((f"business:{business_id}", rule))
+        # The rule is part of the bucket's name: a changed limit starts a fresh bucket instead of
+        # reading one filled under another rate.
+        buckets = [(f"intake:rl:{owner}:{route_class}:{rule}", rule) for owner, rule in wanted if rule is not None]
         if not buckets or self._script is None or self._clock() < self._paused_until:
             return None
         verdict = await self._ask(buckets)

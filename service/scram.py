@@ -12,7 +12,8 @@ import unicodedata
 
 ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 _SALT_BYTES = 16
-_PROHIBITED = (stringprep.in_table_a1, stringprep.in_table_c12,  # unassigned code points too, as PostgreSQL stringprep.in_table_c21_c22, stringprep.in_table_c3,
+# Unassigned code points (A.1) too, as PostgreSQL's own SASLprep refuses them.
+_PROHIBITED = (stringprep.in_table_a1, stringprep.in_table_c12, stringprep.in_table_c21_c22, stringprep.in_table_c3,
                stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
                stringprep.in_table_c8, stringprep.in_table_c9)
 

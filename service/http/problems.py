@@ -20,6 +20,7 @@ from projections.freshness import ProjectionLagging
 from service import domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
+from service.loops import redacted_traceback
 from service.ratelimit import RateLimited
 
 PROBLEM_BASE = "https://intake.dev/problems/"
@@ -135,7 +136,8 @@ def problem_response(request: Request, exc: Exception) -> Response[bytes]:
     """The problem+json response for any exception; an unexpected one is a 500 and a bug."""
     kind, detail, errors = _classify(exc)
     if kind.status >= 500 and kind.retry_after is None:
-        _log.error("http.unhandled_exception", exc_type=type(exc).__name__, exc_info=exc)
+        # Frames and types only: an exception's message can quote the request's data.
+        _log.error("http.unhandled_exception", exc_type=type(exc).__name__, traceback=redacted_traceback(exc))
     # The route's template, never the raw path: a path can carry whatever the client typed.
     body = ProblemBody(type=PROBLEM_BASE + kind.slug, title=kind.title, status=kind.status,
                        detail=detail, instance=request.scope.get("path_template"), errors=errors)

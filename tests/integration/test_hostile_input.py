@@ -190,6 +190,9 @@ CASES = [
     # for keys with audit:read on their own business only.
     get("phi-as-of", AS_OF + PHI, key="acme", leak="Zelda"),
     get("nul-as-of", AS_OF + "%00", key="acme"),
+    get("as-of-before-utc-begins", AS_OF + "0001-01-01T00:00:00%2B14:00", key="acme"),
+    get("five-thousand-digit-limit", f"{ACME}/consultations?limit={'1' * 5000}"),
+    get("five-thousand-digit-after", f"/v1/events?after={'9' * 5000}", key="admin"),
     get("date-only-as-of", AS_OF + "2026-03-01", key="acme"),
     get("no-offset-as-of", AS_OF + "2026-03-01T14:02:00", key="acme"),
     get("fullwidth-digit-as-of", AS_OF + "%EF%BC%92026-03-01T14:02:00Z", key="acme"),

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 
 import httpx
 import pytest
 import redis.asyncio
 
 from service.devstack import EmbeddedRedis
-from service.ratelimit import RateLimitConfigError, Rule, parse_rules
+from service.ratelimit import RateLimitConfigError, RateLimited, RateLimiter, Rule, parse_rules
 from tests.support.reads import api, read
 from tests.support.tenants import make_tenant
 
@@ -125,3 +126,22 @@ def test_rules_parse_and_bad_ones_are_refused_with_the_format():
     for bad in ("submit=100", "submit=0/1s", "upload=1/1s", "read=1/1m", "read=-1/1s"):
         with pytest.raises(RateLimitConfigError, match="CLASS=COUNT/SECONDS"):
             parse_rules(bad)
+
+
+async def test_a_limit_above_a_thousand_a_second_grants_its_whole_burst(redis_server):
+    """Each request spends 1/4000 s of the bucket, not a whole millisecond (which would cap it at 1,000/s)."""
+    client = redis.asyncio.Redis.from_url(redis_server.url())
+    limiter = RateLimiter(client, per_key={"read": Rule(4000, 1)}, per_business={}, timeout_s=1.0,
+                          on_unavailable=lambda: None)
+    key = uuid.uuid4()
+    allowed = 0
+    try:
+        for _ in range(4200):
+            try:
+                await limiter.check("read", key, None)
+                allowed += 1
+            except RateLimited:
+                pass
+    finally:
+        await client.aclose()
+    assert allowed >= 3900  # the burst of 4,000 (plus whatever refilled meanwhile), never ~1,000
