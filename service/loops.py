@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ import redis.exceptions
 import structlog
 
 from events.errors import StoreUnavailable
+from events.redaction import redacted_traceback
 
 RESTART_MIN_S = 0.1
 RESTART_MAX_S = 5.0
@@ -118,18 +118,3 @@ def log_crash(name: str, error: BaseException, **fields: Any) -> None:
     else:
         _log.error("worker.loop_crashed", loop=name, error=type(error).__name__,
                    traceback=redacted_traceback(error), **fields)
-
-
-def redacted_traceback(error: BaseException) -> str:
-    """The frames and exception types of `error` and of its causes, without their messages:
-    a driver's message can quote row data (`invalid input syntax for type uuid: "…"`)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    parts = []
-    for exc in reversed(chain):  # the root cause first, as Python prints it
-        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-        parts.append(f"Traceback (most recent call last):\n{frames}{type(exc).__module__}.{type(exc).__qualname__}")
-    return "\n\nwhich led to:\n\n".join(parts)

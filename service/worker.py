@@ -22,7 +22,7 @@ import uvloop
 from arq import Worker, cron
 from arq.connections import RedisSettings, create_pool
 
-from projections.jobs import project_streams, sweep
+from projections.jobs import JobFailed, project_streams, sweep
 from projections.projector import Projector
 from projections.relay import Relay, listen
 from service.db import create_pool as create_db_pool
@@ -116,7 +116,7 @@ async def _sweep(ctx: dict[str, Any]) -> int:
     # still handles the failed job its own way and the next tick runs the sweep again.
     except Exception as error:
         log_crash("sweep", error, crashes_in_a_row=health.crashed("sweep", error))
-        raise
+        raise JobFailed(f"sweep: {type(error).__name__}") from None  # arq logs this, not the message
     health.healthy("sweep")
     return swept
 

@@ -15,12 +15,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from events.errors import StoreUnavailable, UnknownPosition
+from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
 from service import domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
-from service.loops import redacted_traceback
 from service.ratelimit import RateLimited
 
 PROBLEM_BASE = "https://intake.dev/problems/"

@@ -3,7 +3,8 @@ and crash logs that carry an error's type and frames but never its message."""
 
 from __future__ import annotations
 
-from service.loops import FAILING_AFTER, RESTART_MAX_S, RESTART_MIN_S, LoopHealth, redacted_traceback, restart_delay
+from events.redaction import redacted_traceback
+from service.loops import FAILING_AFTER, RESTART_MAX_S, RESTART_MIN_S, LoopHealth, restart_delay
 
 PATIENT = ("ada@example.com", "Lovelace")  # only ever passed as values, so no source line quotes them
 
