@@ -202,7 +202,8 @@ def text(record: RebuildRecord) -> str:
             f"API {name}, {phase.rate_per_kind:.0f} reads/s + {phase.rate_per_kind:.0f} submissions/s for"
             f" {phase.seconds:.0f} s: " + "; ".join(
                 f"{kind} p50 {k.p50_ms:.1f} / p99 {k.p99_ms:.1f} / max {k.max_ms:.1f} ms"
-                f" ({k.requests:,} requests, {k.non2xx} non-2xx, {k.failed} failed)"
+                f" ({k.requests:,} requests, {k.non2xx} non-2xx, {k.failed} failed;"
+                f" slowest at {', '.join(f'{t:.0f} s' for t, _ in k.slowest)})"
                 for kind, k in (("reads", phase.reads), ("submissions", phase.submissions)))
             + f"; {phase.late_ticks} late ticks")  # fmt: skip
     lines.append("API p99 during/idle: " + "; ".join(

@@ -21,6 +21,7 @@ from bench.open_loop import BODY, TICK_S, _connect, _Connection
 
 CONNECTIONS = 64
 TIMEOUT_S = 10
+SLOWEST = 5
 
 
 class KindResult(msgspec.Struct, kw_only=True):
@@ -32,6 +33,7 @@ class KindResult(msgspec.Struct, kw_only=True):
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
+    slowest: list[tuple[float, float]] = []  # (seconds into the phase when sent, ms): where the stalls were
 
 
 class PhaseResult(msgspec.Struct, kw_only=True):
@@ -47,7 +49,9 @@ class _Load:
         self.host, self.port, self.slug, self.api_key = host, port, slug, api_key
         self.ids, self.rng, self.nonce = consultation_ids, random.Random(7), uuid.uuid4().hex[:12]
         self.counter = 0
+        self.start = time.monotonic()
         self.latencies: dict[str, list[float]] = {"reads": [], "submissions": []}
+        self.slow: dict[str, list[tuple[float, float]]] = {"reads": [], "submissions": []}
         self.non2xx = {"reads": 0, "submissions": 0}
         self.failed = {"reads": 0, "submissions": 0}
 
@@ -72,7 +76,9 @@ class _Load:
             connection.writer.close()
             idle.put_nowait(await _connect(self.host, self.port))
             return
-        self.latencies[kind].append(time.monotonic() - sent)
+        latency = time.monotonic() - sent
+        self.latencies[kind].append(latency)
+        self.slow[kind].append((round(sent - self.start, 1), round(latency * 1000, 1)))
         idle.put_nowait(connection)
         if not 200 <= status < 300:
             self.non2xx[kind] += 1
@@ -83,6 +89,7 @@ class _Load:
         if done:
             result.p50_ms, result.p99_ms = percentile(done, 50), percentile(done, 99)
             result.max_ms = round(max(done) * 1000, 2)
+            result.slowest = sorted(self.slow[kind], key=lambda sample: -sample[1])[:SLOWEST]
         return result
 
 
@@ -95,7 +102,7 @@ async def run_phase(*, host: str, port: int, slug: str, api_key: str, consultati
     for connection in await asyncio.gather(*(_connect(host, port) for _ in range(CONNECTIONS))):
         idle.put_nowait(connection)
     tasks: set[asyncio.Task] = set()
-    start, released = time.monotonic(), 0
+    start, released = load.start, 0
     try:
         while not until(elapsed := time.monotonic() - start) and elapsed < max_s:
             for _ in range(int(elapsed * rate_per_kind * 2) - released):
