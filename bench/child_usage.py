@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,15 +32,26 @@ class ChildUsage(msgspec.Struct, kw_only=True):
 class Measured:
     """A command started under this wrapper; `wait()` gives its figures."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], log: Path, *, quiet_stdout: bool) -> None:
+    def __init__(self, argv: list[str], env: Mapping[str, str], log: Path, *, quiet_stdout: bool,
+                 timed_lines: bool = False) -> None:  # fmt: skip
         self._out = Path(tempfile.mkstemp(prefix="child-usage-", suffix=".json")[1])
+        self.lines: list[str] = []  # with timed_lines: stdout lines, prefixed with seconds since the start
+        stdout = subprocess.DEVNULL if quiet_stdout else subprocess.PIPE if timed_lines else None
         with open(log, "ab") as log_file:
+            self.started = time.monotonic()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.child_usage", str(self._out), "--", *argv], cwd=REPO_ROOT,
                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
-                stdout=subprocess.DEVNULL if quiet_stdout else log_file, stderr=log_file,
+                stdout=stdout or log_file, stderr=log_file,
                 start_new_session=True,  # so a timeout can end the wrapper and the command together
             )  # fmt: skip
+        if timed_lines:
+            threading.Thread(target=self._read_lines, daemon=True).start()
+
+    def _read_lines(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(f"{time.monotonic() - self.started:5.1f} s {line.decode(errors='replace').rstrip()}")
 
     def wait(self, timeout_s: float) -> ChildUsage:
         try:

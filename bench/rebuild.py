@@ -34,6 +34,7 @@ TARGET_S, TARGET_RATIO, TARGET_RSS_MB, TARGET_P99_RATIO = 60.0, 3.0, 400.0, 2.0
 API_WORKERS = 2
 RATE_PER_KIND = 100.0  # reads/s and submissions/s offered: far below saturation, so p99 shows interference
 READ_IDS = 2_000
+LAST_LINES = 4
 
 
 class Log(msgspec.Struct, kw_only=True):
@@ -63,6 +64,7 @@ class RebuildRecord(msgspec.Struct, kw_only=True):
     idle: PhaseResult | None = None
     during: PhaseResult | None = None
     during_rebuild_s: float = 0.0
+    during_output: list[str] = []  # its last lines, timed like the load's slowest requests
     unavailable: str | None = None
 
 
@@ -153,12 +155,13 @@ def measure_api(record: RebuildRecord, log: Log, duration_s: int, warmup_s: int,
         record.idle = _run_fast(run_phase(**load, until=lambda t: t >= duration_s, max_s=duration_s))
         print("measuring API p99 during a rebuild ...", flush=True)
         child = Measured(rebuild_argv(), real_service.service_env(log.url), logs / "rebuild-live.log",
-                         quiet_stdout=False)  # fmt: skip
+                         quiet_stdout=False, timed_lines=True)  # fmt: skip
         try:
             record.during = _run_fast(run_phase(**load, until=lambda t: child.process.poll() is not None,
                                                 max_s=REBUILD_TIMEOUT_S))  # fmt: skip
         finally:
             record.during_rebuild_s = child.wait(REBUILD_TIMEOUT_S).seconds
+            record.during_output = child.lines[-LAST_LINES:]
 
 
 def p99_ratios(record: RebuildRecord) -> dict[str, float | None]:
@@ -209,6 +212,8 @@ def text(record: RebuildRecord) -> str:
     lines.append("API p99 during/idle: " + "; ".join(
         f"{kind} {'n/a' if v is None else f'{v:.2f}×'} ({'n/a' if v is None else _met(v <= TARGET_P99_RATIO)})"
         for kind, v in ratios.items()) + f" (target ≤ {TARGET_P99_RATIO:.0f}×)")  # fmt: skip
+    if record.during_output:
+        lines.append("the rebuild under load printed (seconds since it started): " + " | ".join(record.during_output))
     if not valid(record):
         lines.append("!!! rebuild measurements incomplete or with failed requests: NOT a valid result")
     return "\n".join(lines)
