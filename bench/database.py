@@ -20,10 +20,15 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     return postgres
 
 
+def psql_argv(url: str) -> list[str]:
+    """psql, quiet and unaligned, stopping at the first error; add `-c SQL`."""
+    return [str(pg_bin("psql")), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url]
+
+
 def psql(url: str, sql: str) -> str:
     """Run SQL through psql, stopping at the first error."""
     done = subprocess.run(
-        [str(pg_bin("psql")), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+        [*psql_argv(url), "-c", sql],
         capture_output=True, text=True, timeout=PSQL_TIMEOUT_S,
     )  # fmt: skip
     if done.returncode != 0:

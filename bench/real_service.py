@@ -42,6 +42,12 @@ def prepare(database_url: str) -> str:
     return _issued_key(printed)
 
 
+def issue_key(database_url: str, *scopes: str) -> str:
+    """Another key for the bench business, with these scopes."""
+    printed = _intake(database_url, "keys", "create", "--business", BUSINESS_SLUG, "--scopes", ",".join(scopes), "--json")
+    return _issued_key(printed)
+
+
 def serve_argv(port: int, workers: int) -> list[str]:
     return [
         *intake_argv(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),

@@ -9,6 +9,10 @@ import msgspec
 from bench.measurement import Measurement
 from bench.projection import ProjectionRecord
 from bench.projection import markdown as projection_markdown
+from bench.rebuild import RebuildRecord
+from bench.rebuild import markdown as rebuild_markdown
+from bench.replay import ReplayRecord
+from bench.replay import markdown as replay_markdown
 
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = {
@@ -34,6 +38,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     ratios: dict[str, float | None]
     valid: bool
     projections: ProjectionRecord | None = None
+    rebuild: RebuildRecord | None = None
+    replay: ReplayRecord | None = None
 
 
 def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
@@ -93,15 +99,26 @@ def ratio_lines(result: dict[str, float | None]) -> list[str]:
 
 def markdown(record: RunRecord) -> str:
     """A section ready to paste into docs/PERFORMANCE.md."""
-    rows = [
-        "| " + " | ".join(cell or " " for cell in _cells(m)) + " |" for m in record.measurements
-    ]
     machine = ", ".join(f"{k} {v}" for k, v in record.machine.items())
-    lines = [
-        f"### Benchmark run {record.timestamp}",
-        "",
-        f"Command: `{record.command}`",
-        "",
+    lines = [f"### Benchmark run {record.timestamp}", "", f"Command: `{record.command}`", ""]
+    if record.measurements:
+        lines += _submission_lines(record, machine)
+    else:  # only the read-side parts ran
+        lines.append(f"PostgreSQL {record.postgres['version']} with fsync on, on the same machine ({machine}).")
+    if record.projections is not None:
+        lines += ["", projection_markdown(record.projections)]
+    if record.replay is not None:
+        lines += ["", replay_markdown(record.replay)]
+    if record.rebuild is not None:
+        lines += ["", rebuild_markdown(record.rebuild)]
+    if not record.valid:
+        lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
+    return "\n".join(lines)
+
+
+def _submission_lines(record: RunRecord, machine: str) -> list[str]:
+    rows = ["| " + " | ".join(cell or " " for cell in _cells(m)) + " |" for m in record.measurements]
+    return [
         f"{record.connections} connections (wrk -t2, fresh Idempotency-Key and customer per request),"
         f" {record.duration_s} s per measurement after a {record.warmup_s} s warm-up;"
         f" PostgreSQL {record.postgres['version']} with fsync on, on the same machine ({machine}).",
@@ -120,11 +137,6 @@ def markdown(record: RunRecord) -> str:
         " may exceed the 2xx count, never fall short of it. wrk, the servers and PostgreSQL"
         " share the machine's cores.",
     ]
-    if record.projections is not None:
-        lines += ["", projection_markdown(record.projections)]
-    if not record.valid:
-        lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
-    return "\n".join(lines)
 
 
 def write_json(record: RunRecord) -> Path:

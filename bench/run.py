@@ -2,7 +2,8 @@
 
 (a) pgbench writing submission-shaped rows, (b) a naive Litestar + asyncpg endpoint,
 (c) the same endpoint without a database, (d) the real service; (b)-(d) at 1 and 2
-uvicorn workers. All share one durable PostgreSQL started for the run.
+uvicorn workers. All share one durable PostgreSQL started for the run, as do the read-side parts:
+`projections` (bench/projection.py), `rebuild` and `replay` (bench/rebuild.py, bench/replay.py).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, projection, real_service, report
+from bench import database, projection, real_service, rebuild, replay, report
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "projections")
+TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -40,10 +41,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up before each (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s measurements, 1 s warm-ups")
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts (default 1,2)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="generated log for rebuild/replay (1,000,000)")
+    parser.add_argument("--rounds", type=int, default=2, help="rebuild/replay rounds, each beside its baseline (2)")
     parser.add_argument("--only", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
     options = parser.parse_args(argv)
     if options.quick:
-        options.duration, options.warmup = 3, 1
+        options.duration, options.warmup, options.rounds = 3, 1, 1
     options.workers = [int(w) for w in options.workers.split(",")]
     options.only = [t for t in options.only.split(",") if t]
     if unknown := set(options.only) - set(TARGETS):
@@ -136,6 +139,37 @@ def measure_all(bench: Bench) -> list[Measurement]:
     return results
 
 
+def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
+                logs: Path) -> tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None]:  # fmt: skip
+    """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal."""
+    wanted = [t for t in ("replay", "rebuild") if t in options.only]
+    if not wanted:
+        return None, None
+    print(f"generating a {options.events:,}-event log ...", flush=True)
+    try:
+        log = rebuild.prepare(postgres, options.events)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        reason = str(error).strip().splitlines()[0]
+        return (rebuild.RebuildRecord(events=0, unavailable=reason) if "rebuild" in wanted else None,
+                replay.ReplayRecord(events=0, unavailable=reason) if "replay" in wanted else None)  # fmt: skip
+    print(f"generated {log.events:,} events in {log.seconds:.0f} s", flush=True)
+    replayed = rebuilt = None
+    if "replay" in wanted:  # first: it reads only the log, and leaves the read models empty
+        try:
+            replayed = replay.measure_replay(log, options.rounds, logs)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+            replayed = replay.ReplayRecord(events=log.events, unavailable=str(error).strip().splitlines()[0])
+    if "rebuild" in wanted:
+        try:
+            rebuilt = rebuild.measure_rebuild(log, options.rounds, logs)
+            rebuild.measure_api(rebuilt, log, options.duration, options.warmup, logs)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+            rebuilt = rebuilt or rebuild.RebuildRecord(events=log.events)
+            rebuilt.unavailable = str(error).strip().splitlines()[0]
+    database.drop_database(postgres, rebuild.DATABASE)
+    return rebuilt, replayed
+
+
 def machine() -> dict[str, str | int]:
     return {
         "cpus": os.cpu_count() or 0,
@@ -155,6 +189,7 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
             if "projections" in options.only:
                 projections = projection.measure(
                     postgres, wrk, options.workers, options.duration, options.warmup, Path(workdir))
+            rebuilt, replayed = measure_log(postgres, options, Path(workdir))
         finally:
             postgres.stop()
     return report.RunRecord(
@@ -167,8 +202,11 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         postgres={"version": version, "durable": True, **database.SETTINGS},
         measurements=measurements,
         ratios=report.ratios(measurements),
-        valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections)),
+        valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
+        and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed)),
         projections=projections,
+        rebuild=rebuilt,
+        replay=replayed,
     )
 
 
@@ -184,6 +222,10 @@ def print_record(record: report.RunRecord, saved: Path) -> None:
                   " that are not in the events table: NOT a valid result.")  # fmt: skip
     if record.projections is not None:
         print("\n" + projection.text(record.projections))
+    if record.replay is not None:
+        print("\n" + replay.text(record.replay))
+    if record.rebuild is not None:
+        print("\n" + rebuild.text(record.rebuild))
     print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
     print(report.markdown(record))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import io
 import os
 import sys
 import uuid
@@ -24,6 +25,7 @@ from projections.as_of import Tables, tables_as_of
 from service.settings import Settings
 
 _FILTERS_WITHOUT_AS_OF = ("stream", "types", "from_position", "to_position", "since", "until")
+OUT_BUFFER = 256 * 1024  # bytes of output per write(2)
 
 
 class EventLine(msgspec.Struct, frozen=True):
@@ -76,7 +78,9 @@ def usage_error(args: argparse.Namespace) -> str | None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     """`intake events replay …`: 0 when all was written (or the reader left early)."""
-    out = sys.stdout.buffer
+    # A buffer of our own: with PYTHONUNBUFFERED (set in the Dockerfile, for logs) sys.stdout.buffer
+    # is the raw file, and every event would cost a write(2): 44 % of a replay's time in a profile.
+    out = io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "wb", closefd=False), buffer_size=OUT_BUFFER)
     table = (args.format or ("table" if sys.stdout.isatty() else "jsonl")) == "table"
     conn = await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000,
                                  server_settings={"application_name": "intake-replay", "jit": "off",
