@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
@@ -17,6 +18,8 @@ from events.errors import translating_driver_errors
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
+
+T = TypeVar("T")
 
 BIGINT_MAX = 2**63 - 1
 # Rows a replay holds at once: the cursor fetches this many per round trip, whatever the log's size.
@@ -61,10 +64,11 @@ class EventFilter:
                 names if self.types else None, tags, self.since, self.until)
 
 
-async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = REPLAY_BATCH
-                 ) -> AsyncIterator[StoredEvent]:
+async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = REPLAY_BATCH,
+                 read: Callable[[asyncpg.Record], T] = decode_record) -> AsyncIterator[T]:  # type: ignore[assignment]
     """Every event that passes the filter, in position order, all from one snapshot of the log,
-    through a server-side cursor: memory stays at `batch` rows however long the log."""
+    through a server-side cursor: memory stays at `batch` rows however long the log. Each row is
+    `read` (decoded and upcast, by default)."""
     with translating_driver_errors():
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The reader may wait on a slow pipe between fetches; the pool's idle-in-transaction
@@ -72,7 +76,7 @@ async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = R
             # transaction without an xid does not hold that horizon back.
             await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             async for record in conn.cursor(queries("replay")["replay"], *where.arguments(), prefetch=batch):
-                yield decode_record(record)
+                yield read(record)
 
 
 async def consultation_history(pool: asyncpg.Pool, business_id: int, consultation_id: uuid.UUID, *,
