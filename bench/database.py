@@ -9,7 +9,7 @@ from service.devstack import EmbeddedPostgres, pg_bin
 
 BASELINE_SCHEMA = Path(__file__).with_name("baseline_schema.sql")
 # 64 pgbench clients, two workers' pools and the real service's own connections must fit.
-SETTINGS = {"max_connections": "300"}
+SETTINGS = {"max_connections": "300", "max_wal_size": "8GB"}
 PSQL_TIMEOUT_S = 120
 
 
