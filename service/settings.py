@@ -59,7 +59,9 @@ class Settings:
     # Per route class (submit, decide, read, admin): see service/ratelimit.py and the README.
     rate_limit_per_key: str = DEFAULT_PER_KEY
     rate_limit_per_business: str = DEFAULT_PER_BUSINESS
-    rate_limit_timeout_ms: int = 50  # a slower Redis is treated as down: fail open
+    # A slower answer counts as Redis down (fail open). It includes the event loop's own delays, so
+    # it must stay well above them under load, or the limits would switch off exactly when busy.
+    rate_limit_timeout_ms: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,7 +94,7 @@ class Settings:
             worker_health_host=env.get("WORKER_HEALTH_HOST", "127.0.0.1"),
             rate_limit_per_key=env.get("RATE_LIMIT_PER_KEY", DEFAULT_PER_KEY),
             rate_limit_per_business=env.get("RATE_LIMIT_PER_BUSINESS", DEFAULT_PER_BUSINESS),
-            rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 50),
+            rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 200),
         )
 
     def require_database_url(self) -> str:
