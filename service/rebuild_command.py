@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import signal
 import sys
@@ -22,11 +23,16 @@ from service.settings import Settings
 PLAIN_EVERY_S = 5.0  # a progress line this often when stdout is not a terminal (CI logs)
 
 
+REBUILD_NICENESS = 10  # a rebuild is background work: it may take longer, requests may not
+
+
 async def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild and swap in; SIGTERM is turned into a cancellation, so the shadow is cleaned up as on Ctrl-C."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    # The fold is this process's CPU; on a machine it shares with the API, the API's requests go first.
+    os.nice(REBUILD_NICENESS)
     names = args.names or list(PROJECTIONS)
     try:
         with _progress_reporter() as report:

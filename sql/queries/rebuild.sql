@@ -97,17 +97,25 @@ ALTER TABLE intake_rebuild.{table} SET SCHEMA public;
 
 -- name: replace_checkpoints
 -- Only rows that differ are written: a live model that was right costs a scan, not a rewrite.
+-- They are picked before the upsert, not by its WHERE: ON CONFLICT DO UPDATE locks every
+-- conflicting row even when its WHERE is false, and a million row locks are a million WAL
+-- records that the swap's commit (and every submission's commit queued behind it) must flush.
+-- The caller holds projection_checkpoints in EXCLUSIVE mode, so nothing changes in between.
 WITH shadow AS (
     SELECT stream_id, version, position FROM intake_rebuild.projection_checkpoints WHERE projection = $1
 ), gone AS (
     DELETE FROM public.projection_checkpoints c
     WHERE c.projection = $1 AND NOT EXISTS (SELECT 1 FROM shadow s WHERE s.stream_id = c.stream_id)
+), changed AS (
+    SELECT s.stream_id, s.version, s.position
+    FROM shadow s
+    LEFT JOIN public.projection_checkpoints c ON c.projection = $1 AND c.stream_id = s.stream_id
+    WHERE c.stream_id IS NULL OR (c.version, c.position) IS DISTINCT FROM (s.version, s.position)
 )
 INSERT INTO public.projection_checkpoints AS c (projection, stream_id, version, position)
-SELECT $1, stream_id, version, position FROM shadow
+SELECT $1, stream_id, version, position FROM changed
 ON CONFLICT (projection, stream_id) DO UPDATE
-SET version = EXCLUDED.version, position = EXCLUDED.position, applied_at = now()
-WHERE (c.version, c.position) IS DISTINCT FROM (EXCLUDED.version, EXCLUDED.position);
+SET version = EXCLUDED.version, position = EXCLUDED.position, applied_at = now();
 
 -- name: drop_failures
 DELETE FROM public.projection_failures WHERE projection = $1;
