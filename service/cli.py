@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 
+from events.replay import BIGINT_MAX
 from projections.projector import PROJECTIONS
 from service import commands, rebuild_command, replay_command
 from service.cli_examples import add_examples
@@ -167,7 +168,7 @@ def _add_events(subcommands: _Commands) -> None:
 
 
 def _position(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) > 2**63 - 1:
+    if not (text.isascii() and text.isdigit()) or int(text) > BIGINT_MAX:
         raise argparse.ArgumentTypeError("expected a log position: an integer from 0 to 2^63-1")
     return int(text)
 

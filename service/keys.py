@@ -20,7 +20,7 @@ import asyncpg
 
 from events.errors import translating_driver_errors
 from events.sqlfiles import queries
-from service.ratelimit import RateLimitConfigError, Rule, parse_rules
+from service.ratelimit import RateLimitConfigError, Rule, rules_from
 
 SCOPES = frozenset({"submissions:write", "consultations:read", "consultations:decide", "audit:read", "admin"})
 KEY_PREFIX = "ik_"
@@ -72,7 +72,7 @@ def _business_rules(text: str | None) -> dict[str, Rule]:
     if not text:
         return {}
     try:
-        return parse_rules(",".join(f"{k}={v}" for k, v in json.loads(text).items()))
+        return rules_from(json.loads(text).items())
     except (RateLimitConfigError, ValueError, AttributeError):
         return {}
 

@@ -14,7 +14,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import redis.exceptions
@@ -79,12 +79,16 @@ def parse_rules(text: str) -> dict[str, Rule]:
     """`submit=100/1s,read=200/1s` → {class: Rule}; `off` or empty → no limits."""
     if text.strip().lower() in ("", "off"):
         return {}
+    return rules_from(item.partition("=")[::2] for item in filter(None, (part.strip() for part in text.split(","))))
+
+
+def rules_from(pairs: Iterable[tuple[str, str]]) -> dict[str, Rule]:
+    """(class, `COUNT/SECONDSs`) pairs → {class: Rule}, as a business's stored limits hold them."""
     rules = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        route_class, _, rule = item.partition("=")
+    for route_class, rule in pairs:
         match = _RULE.fullmatch(rule.strip())
         if route_class.strip() not in ROUTE_CLASSES or match is None:
-            raise RateLimitConfigError(f"{RateLimitConfigError.__doc__} Got {item!r}.")
+            raise RateLimitConfigError(f"{RateLimitConfigError.__doc__} Got {route_class}={rule!r}.")
         rules[route_class.strip()] = Rule(int(match["count"]), int(match["seconds"]))
     return rules
 

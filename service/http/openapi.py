@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from litestar.openapi.spec import Operation
 
-from service.http.params import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
+from service.http.params import BIGINT_MAX, DEFAULT_LIMIT, MAX_LIMIT, STATUSES
 
 PROBLEM = {
     "description": "A problem (RFC 9457): the failing fields are named, never their values.",
@@ -26,7 +26,7 @@ PROBLEM = {
                        "errors": {"type": "array", "items": {"type": "object", "properties": {
                            "field": {"type": "string"}, "message": {"type": "string"}}}}}}}},
 }
-_POSITION = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_POSITION = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
 
 
 def json_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
                    "description": "The same key with the same body replays the first answer, forever."}
-LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX},
               f"Page size: default {DEFAULT_LIMIT}, clamped to {MAX_LIMIT}.")
 CURSOR = query("cursor", {"type": "string"}, "The `next_cursor` of the previous page of this list.")
 MIN_POSITION = query("min_position", _POSITION, "Wait (≤ 2 s) until the read model has applied the log up to here.")

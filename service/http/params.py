@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from litestar import Request
 
+from events.replay import BIGINT_MAX  # positions are bigint: larger would be a driver error, not a 400
 from projections.queries import Key
 from service.http.problems import InvalidParameter, NotFound
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 STATUSES = frozenset({"pending", "approved", "rejected"})
-BIGINT_MAX = 2**63 - 1  # positions are bigint: anything larger would be a driver error, not a 400
 ID = re.compile(r"[\x21-\x7e]{1,128}")  # like the ids of request bodies (service/http/schemas.py)
 
 

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from events.store import decode_record
-from projections import approvals, consultations, patients
+from projections.as_of import fold
 
 _ALL_EVENTS = """
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
@@ -18,15 +18,9 @@ FROM events ORDER BY position"""
 
 
 async def expected_tables(conn: asyncpg.Connection) -> dict[str, dict[Any, dict[str, Any]]]:
-    """{table: {primary key: row}} as the log says they should be."""
-    rows: dict[str, dict[Any, Any]] = {"patients": {}, "consultations": {}, "approvals": {}}
-    for record in await conn.fetch(_ALL_EVENTS):
-        event = decode_record(record)
-        for table, model in (("patients", patients), ("consultations", consultations), ("approvals", approvals)):
-            if (key := model.key(event)) is not None and (row := model.evolve(rows[table].get(key), event)) is not None:
-                rows[table][key] = row
-    return {table: {key: msgspec.structs.asdict(row) for key, row in table_rows.items()}
-            for table, table_rows in rows.items()}
+    """{table: {primary key: row}} as the log says they should be: projections/as_of.py's fold."""
+    tables = fold(decode_record(record) for record in await conn.fetch(_ALL_EVENTS))
+    return {table: {key: msgspec.structs.asdict(row) for key, row in rows.items()} for table, rows in tables.items()}
 
 
 async def actual_tables(conn: asyncpg.Connection) -> dict[str, dict[Any, dict[str, Any]]]:
