@@ -7,7 +7,8 @@ submission is open, a second request for the slot is deduplicated onto it on tha
 stream; a customer has PRODUCTS products, so a patient's details come from several slots' streams
 and the latest submission by position must win. Slots interleave (WINDOW in progress at once), so a
 stream's events are spread over the log as they are live. Rows are generated and COPYed chunk by
-chunk: memory stays flat however many events are asked for.
+chunk: memory stays flat however many events are asked for (but for one data key per patient:
+with a keyring, submissions are sealed as the service seals them, docs/PRIVACY.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 import msgspec
 
 from events.codec import encode_payload, type_and_version
+from events.privacy import Keyring
 from events.types import ConsultDecided, ConsultSubmitted, Event, PatientDetails, SubmissionDeduplicated
 from service.domain import patient_id_for, request_stream, slot_stream
 
@@ -85,8 +87,9 @@ def _steps(rng: random.Random) -> list[str]:
     return steps
 
 
-def rows(business_id: int, events: int, seed: int = 1) -> Iterator[Row]:
-    """`events` rows, in log order; positions are assumed to start at 1 (an empty log)."""
+def rows(business_id: int, events: int, seed: int = 1, keys: _Keys | None = None) -> Iterator[Row]:
+    """`events` rows, in log order; positions are assumed to start at 1 (an empty log). With `keys`,
+    personal fields are sealed with each patient's data key, as the service writes them."""
     rng = random.Random(seed)
     active: list[_Slot] = []
     customer = written = 0
@@ -100,21 +103,48 @@ def rows(business_id: int, events: int, seed: int = 1) -> Iterator[Row]:
         if not slot.steps:
             active.pop(index)
         event_type, schema_version = type_and_version(event)
-        yield (event_id, stream, version, event_type, schema_version, business_id,
-               encode_payload(event).decode(), METADATA)  # fmt: skip
+        payload = keys.seal(event, event_id) if keys and isinstance(event, ConsultSubmitted) else encode_payload(event)
+        yield (event_id, stream, version, event_type, schema_version, business_id, payload.decode(), METADATA)
         written += 1
 
 
-async def write_log(conn: asyncpg.Connection, *, business_id: int, events: int, seed: int = 1) -> int:
-    """Append `events` generated events for `business_id` to an empty log; returns how many."""
+class _Keys:
+    """One data key per patient, made as the service's first append would make it."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring, self.made = keyring, {}
+
+    def seal(self, event: ConsultSubmitted, event_id: uuid.UUID) -> bytes:
+        key = self.made.get(event.patient_id)
+        if key is None:
+            key = self.made[event.patient_id] = self.keyring.new_key(0, event.patient_id)
+        return self.keyring.seal(event, event_id, key)
+
+    async def store(self, conn: asyncpg.Connection, business_id: int) -> None:
+        await conn.execute("INSERT INTO key_encryption_keys (kek_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                           self.keyring.keks.current_id)
+        await conn.copy_records_to_table("patient_keys", columns=["key_id", "business_id", "patient_id",
+                                                                  "wrapped_key", "kek_id"],
+                                         records=[(k.key_id, business_id, k.patient_id, k.wrapped, k.kek_id)
+                                                  for k in self.made.values()])
+
+
+async def write_log(conn: asyncpg.Connection, *, business_id: int, events: int, seed: int = 1,
+                    keyring: Keyring | None = None) -> int:
+    """Append `events` generated events for `business_id` to an empty log (sealed, with a keyring);
+    returns how many."""
     chunk: list[Row] = []
     written = 0
-    for row in rows(business_id, events, seed):
+    keys = _Keys(keyring) if keyring else None
+    for row in rows(business_id, events, seed, keys):
         chunk.append(row)
         if len(chunk) == CHUNK:
             written += await _copy(conn, chunk)
             chunk = []
-    return written + (await _copy(conn, chunk) if chunk else 0)
+    written += await _copy(conn, chunk) if chunk else 0
+    if keys:
+        await keys.store(conn, business_id)
+    return written
 
 
 async def _copy(conn: asyncpg.Connection, chunk: list[Row]) -> int:

@@ -9,6 +9,9 @@ import sys
 import msgspec
 
 from bench.servers import REPO_ROOT, VENV_BIN
+from events.privacy import Keyring
+from service.keyring import generate_kek, load_keyring
+from service.settings import Settings
 
 BUSINESS_SLUG = "bench"
 SUBMISSIONS_PATH = f"/v1/businesses/{BUSINESS_SLUG}/consult-submissions"
@@ -69,9 +72,19 @@ def _intake(database_url: str, *args: str) -> str:
     return done.stdout
 
 
-def service_env(database_url: str) -> dict[str, str]:
+# One key-encryption key for the whole run (docs/PRIVACY.md); a deployment's own wins.
+_RUN_KEK = os.environ.get("INTAKE_KEK") or generate_kek()
+
+
+def run_keyring() -> Keyring:
+    """The keyring of this run's KEK, as the service loads it."""
+    return load_keyring(Settings(kek=_RUN_KEK))
+
+
+def service_env(database_url: str, *, encrypt: bool = True) -> dict[str, str]:
     # One key at thousands of requests a second is the benchmark's load, not abuse: no rate limits.
-    return {**os.environ, "DATABASE_URL": database_url, "RATE_LIMIT_PER_KEY": "off", "RATE_LIMIT_PER_BUSINESS": "off"}
+    return {**os.environ, "DATABASE_URL": database_url, "RATE_LIMIT_PER_KEY": "off", "RATE_LIMIT_PER_BUSINESS": "off",
+            "INTAKE_KEK": _RUN_KEK, "INTAKE_ENCRYPT_PERSONAL_DATA": "true" if encrypt else "false"}
 
 
 def _issued_key(printed: str) -> str:

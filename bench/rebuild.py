@@ -86,7 +86,8 @@ async def _write(url: str, events: int) -> tuple[int, int]:
     conn = await asyncpg.connect(url)
     try:
         business_id = await conn.fetchval("SELECT id FROM businesses WHERE slug = $1", real_service.BUSINESS_SLUG)
-        return business_id, await write_log(conn, business_id=business_id, events=events)
+        return business_id, await write_log(conn, business_id=business_id, events=events,
+                                           keyring=real_service.run_keyring())
     finally:
         await conn.close()
 

@@ -66,3 +66,7 @@ def translating_driver_errors() -> Iterator[None]:
         if not is_outage(error):
             raise
         raise StoreUnavailable(StoreUnavailable.__doc__) from error
+
+
+class KeyUnavailable(Exception):
+    """The patient's data key this append encrypted with is not (or no longer) their live key."""

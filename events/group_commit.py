@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from events.errors import AppendConflict, StoreUnavailable, translating_driver_errors
+from events.errors import AppendConflict, KeyUnavailable, StoreUnavailable, translating_driver_errors
+from events.privacy import DataKey
 from events.sqlfiles import queries
 
 MAX_BATCH = 256  # rows per statement: bounds statement size and a batch's latency
@@ -36,6 +37,7 @@ class Row:
     request_fingerprint: bytes | None
     payload: str
     metadata: str
+    data_key: DataKey | None = None  # the patient key its personal fields are sealed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +114,20 @@ class GroupCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> list[Committed | Exception]:
         rows = [row for pending in batch for row in pending.rows]
-        columns = [list(column) for column in zip(*((*_astuple(r),) for r in rows), strict=True)]
         with translating_driver_errors():
             async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
-                inserted = {rec["event_id"]: rec for rec in await conn.fetch(self._sql, *columns)}
-                outcomes = [_outcome(pending, inserted) for pending in batch]
+                returned = await conn.fetch(self._sql, *append_arguments(rows))
+                inserted = {rec["event_id"]: rec for rec in returned if rec["event_id"] is not None}
+                usable = {rec["usable_key"] for rec in returned if rec["usable_key"] is not None}
+                outcomes = [_outcome(pending, inserted, usable) for pending in batch]
                 await self._fault("append.before_commit")
         return outcomes
+
+
+def append_arguments(rows: Sequence[Row]) -> list[list[object]]:
+    """The arguments of the append_events statement for these rows."""
+    columns = [list(column) for column in zip(*((*_astuple(r),) for r in rows), strict=True)]
+    return [*columns, *_key_columns(rows)]
 
 
 def _astuple(row: Row) -> tuple[object, ...]:
@@ -126,9 +135,21 @@ def _astuple(row: Row) -> tuple[object, ...]:
             row.business_id, row.idempotency_key, row.request_fingerprint, row.payload, row.metadata)
 
 
-def _outcome(pending: _Pending, inserted: dict[object, asyncpg.Record]) -> Committed | Exception:
+def _key_columns(rows: Sequence[Row]) -> list[list[object]]:
+    """The data keys a batch uses (each once, in one order so that concurrent batches creating
+    keys for the same patients wait on each other instead of deadlocking), and each row's key id."""
+    keys = sorted({r.data_key.key_id: r.data_key for r in rows if r.data_key}.values(),
+                  key=lambda k: (k.business_id, k.patient_id.bytes))
+    return [[k.key_id for k in keys], [k.business_id for k in keys], [k.patient_id for k in keys],
+            [k.wrapped for k in keys], [k.kek_id for k in keys],
+            [r.data_key.key_id if r.data_key else None for r in rows]]
+
+
+def _outcome(pending: _Pending, inserted: dict[object, asyncpg.Record], usable: set[object]) -> Committed | Exception:
     found = [inserted.get(row.event_id) for row in pending.rows]
     if all(rec is None for rec in found):
+        if any(row.data_key and row.data_key.key_id not in usable for row in pending.rows):
+            return KeyUnavailable(KeyUnavailable.__doc__)
         return AppendConflict(AppendConflict.__doc__)
     if any(rec is None for rec in found):
         raise _PartialRequest

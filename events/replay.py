@@ -15,6 +15,7 @@ from typing import TypeVar
 import asyncpg
 
 from events.errors import translating_driver_errors
+from events.privacy import Keyring
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
@@ -65,10 +66,10 @@ class EventFilter:
 
 
 async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = REPLAY_BATCH,
-                 read: Callable[[asyncpg.Record], T] = decode_record) -> AsyncIterator[T]:  # type: ignore[assignment]
+                 read: Callable[[asyncpg.Record], T]) -> AsyncIterator[T]:
     """Every event that passes the filter, in position order, all from one snapshot of the log,
     through a server-side cursor: memory stays at `batch` rows however long the log. Each row is
-    `read` (decoded and upcast, by default)."""
+    `read` (e.g. decode_record with the keyring: decrypted, decoded and upcast)."""
     with translating_driver_errors():
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The reader may wait on a slow pipe between fetches; the pool's idle-in-transaction
@@ -79,10 +80,10 @@ async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = R
                 yield read(record)
 
 
-async def consultation_history(pool: asyncpg.Pool, business_id: int, consultation_id: uuid.UUID, *,
+async def consultation_history(pool: asyncpg.Pool, keyring: Keyring, business_id: int, consultation_id: uuid.UUID, *,
                                acquire_timeout: float) -> list[StoredEvent]:
     """The events that name a consultation of this business, in log order (none: no such consultation)."""
     with translating_driver_errors():
         async with pool.acquire(timeout=acquire_timeout) as conn:
             records = await conn.fetch(queries("replay")["consultation_history"], str(consultation_id), business_id)
-    return [decode_record(r) for r in records]
+    return [decode_record(r, keyring) for r in records]

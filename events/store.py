@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import msgspec
 
+from events import keystore
 from events.codec import decode_payload, encode_payload, type_and_version
-from events.errors import UnknownPosition, translating_driver_errors
+from events.errors import AppendConflict, KeyUnavailable, UnknownPosition, translating_driver_errors
 from events.group_commit import Committed, FaultPoint, GroupCommitter, Row, no_fault
+from events.keystore import Forgotten
+from events.privacy import DataKey, Keyring, Undecryptable
 from events.sqlfiles import queries
-from events.types import Event, EventMetadata, Idempotency, StoredEvent
+from events.types import ConsultSubmitted, Event, EventMetadata, Idempotency, StoredEvent
 
 _METADATA = msgspec.json.Encoder()
+# Appends that find their patient's key gone or superseded re-encrypt and try again; two more
+# rounds cover a key destroyed and another created in between, more means something is wrong.
+_KEY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +36,10 @@ class Appended:
 class EventStore:
     """Append-only access to the `events` table and its outbox."""
 
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 2.0, fault: FaultPoint = no_fault) -> None:
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring, *, acquire_timeout: float = 2.0,
+                 fault: FaultPoint = no_fault) -> None:
         self._pool = pool
+        self._keyring = keyring
         self._acquire_timeout = acquire_timeout
         self._committer = GroupCommitter(pool, acquire_timeout=acquire_timeout, fault=fault)
         self._sql = queries("events")
@@ -52,28 +60,76 @@ class EventStore:
         the idempotency key is taken; the caller reloads and decides again.
         """
         encoded_metadata = _METADATA.encode(metadata).decode()
-        rows = []
-        for offset, (event_id, event) in enumerate(events):
-            event_type, schema_version = type_and_version(event)
-            # The key sits on the request's first event only: one key, one request.
-            key = idempotency if offset == 0 else None
-            rows.append(Row(
-                event_id=event_id, stream_id=stream_id, stream_version=expected_version + offset + 1,
-                event_type=event_type, schema_version=schema_version, business_id=business_id,
-                idempotency_key=key.key if key else None, request_fingerprint=key.fingerprint if key else None,
-                payload=encode_payload(event).decode(), metadata=encoded_metadata,
-            ))
-        committed: Committed = await self._committer.append(rows)
-        return Appended(positions=committed.positions, recorded_at=committed.recorded_at)  # type: ignore[arg-type]
+        for _ in range(_KEY_ATTEMPTS):
+            rows = [self._row(stream_id, expected_version + offset + 1, event_id, event, business_id,
+                              encoded_metadata, idempotency if offset == 0 else None)  # one key, one request
+                    for offset, (event_id, event) in enumerate(events)]
+            try:
+                committed: Committed = await self._committer.append(rows)
+            except KeyUnavailable:
+                # Another process created this patient's key first, or it was destroyed since
+                # this process last used it: encrypt again with the key the database has now.
+                await self._learn_write_keys(rows)
+                continue
+            except asyncpg.ForeignKeyViolationError:
+                # This process started while the database was down, so its KEK was never checked
+                # (patient_keys.kek_id must be registered): check it now, or refuse to write.
+                with translating_driver_errors():
+                    async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                        await keystore.check_keks(conn, self._keyring.keks)
+                continue
+            return Appended(positions=committed.positions, recorded_at=committed.recorded_at)  # type: ignore[arg-type]
+        raise KeyUnavailable(KeyUnavailable.__doc__)
+
+    def _row(self, stream_id: str, version: int, event_id: uuid.UUID, event: Event, business_id: int,
+             metadata: str, key: Idempotency | None) -> Row:
+        event_type, schema_version = type_and_version(event)
+        data_key: DataKey | None = None
+        if isinstance(event, ConsultSubmitted) and self._keyring.sealing:
+            data_key = self._keyring.write_key(business_id, event.patient_id)
+            payload = self._keyring.seal(event, event_id, data_key).decode()
+        else:
+            payload = encode_payload(event).decode()
+        return Row(event_id=event_id, stream_id=stream_id, stream_version=version, event_type=event_type,
+                   schema_version=schema_version, business_id=business_id,
+                   idempotency_key=key.key if key else None, request_fingerprint=key.fingerprint if key else None,
+                   payload=payload, metadata=metadata, data_key=data_key)
+
+    async def _learn_write_keys(self, rows: Sequence[Row]) -> None:
+        for row in rows:
+            if (key := row.data_key) is not None:
+                live = await self._fetch("live_patient_key", key.business_id, key.patient_id)
+                learnt = (DataKey(live[0]["key_id"], key.business_id, key.patient_id, live[0]["wrapped_key"],
+                                  live[0]["kek_id"], self._keyring.data_key(live[0]["key_id"], live[0]["wrapped_key"],
+                                                                            live[0]["kek_id"]))
+                          if live else None)
+                self._keyring.use_for_writing(learnt, key.business_id, key.patient_id)
+
+    async def forget(self, business_id: int, patient_id: uuid.UUID, stream_id: str,
+                     event: Callable[[tuple[uuid.UUID, ...]], Event], event_id: uuid.UUID,
+                     metadata: EventMetadata) -> Forgotten | None:
+        """Destroy a patient's data keys and append `event(destroyed key ids)` to `stream_id`, atomically
+        (events/keystore.py); retried if another append takes the stream's next version first."""
+        def row(destroyed: tuple[uuid.UUID, ...]) -> Row:
+            return self._row(stream_id, 0, event_id, event(destroyed), business_id,
+                             _METADATA.encode(metadata).decode(), None)
+        for _ in range(_KEY_ATTEMPTS):
+            with translating_driver_errors():
+                async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                    try:
+                        return await keystore.forget(conn, business_id, patient_id, stream_id, row)
+                    except AppendConflict:
+                        continue
+        raise AppendConflict(AppendConflict.__doc__)
 
     async def read_stream(self, stream_id: str) -> list[StoredEvent]:
         """Every event of one stream, in stream order."""
-        return [decode_record(r) for r in await self._fetch("read_stream", stream_id)]
+        return [decode_record(r, self._keyring) for r in await self._fetch("read_stream", stream_id)]
 
     async def find_by_idempotency_key(self, business_id: int, key: str) -> tuple[StoredEvent, bytes] | None:
         """The event that first used this key, with its request fingerprint."""
         records = await self._fetch("find_by_idempotency_key", business_id, key)
-        return (decode_record(records[0]), bytes(records[0]["request_fingerprint"])) if records else None
+        return (decode_record(records[0], self._keyring), bytes(records[0]["request_fingerprint"])) if records else None
 
     async def stream_of_consultation(self, business_id: int, consultation_id: uuid.UUID) -> str | None:
         """The stream a consultation lives in, straight from the log."""
@@ -89,7 +145,7 @@ class EventStore:
             if not cursor:
                 raise UnknownPosition(f"{UnknownPosition.__doc__} ({after})")
             tx_id = cursor[0]["tx_text"]
-        return [decode_record(r) for r in await self._fetch("read_all", tx_id, after, limit)]
+        return [decode_record(r, self._keyring) for r in await self._fetch("read_all", tx_id, after, limit)]
 
     async def _fetch(self, name: str, *args: object) -> list[asyncpg.Record]:
         with translating_driver_errors():
@@ -97,12 +153,24 @@ class EventStore:
                 return await conn.fetch(self._sql[name], *args)
 
 
-def decode_record(record: asyncpg.Record) -> StoredEvent:
-    """A row of the log (as the named queries select it), decoded."""
+def decode_record(record: asyncpg.Record, keyring: Keyring) -> StoredEvent:
+    """A row of the log (as the named queries select it, from event_rows), decoded; its personal
+    fields decrypted with the patient's key, or ERASED if that key was destroyed."""
     return StoredEvent(
         position=record["position"], event_id=record["event_id"], stream_id=record["stream_id"],
         stream_version=record["stream_version"], event_type=record["event_type"],
         schema_version=record["schema_version"], business_id=record["business_id"],
-        data=decode_payload(record["event_type"], record["schema_version"], record["payload"]),
+        data=decode_data(record, keyring),
         metadata=msgspec.Raw(record["metadata"].encode()), recorded_at=record["recorded_at"],
     )
+
+
+def decode_data(record: asyncpg.Record, keyring: Keyring) -> Event:
+    """The typed event of a row read from event_rows (with its key columns, see migration 0010)."""
+    if record["key_id"] is None:  # nothing sealed: an event without personal fields
+        return decode_payload(record["event_type"], record["schema_version"], record["payload"])
+    wrapped = record["wrapped_key"]
+    if wrapped is None:  # the envelope names a key `patient_keys` never had
+        raise Undecryptable(f"event {record['event_id']} names data key {record['key_id']}, which does not exist")
+    key = keyring.data_key(record["key_id"], wrapped, record["kek_id"]) if wrapped else None  # b"": destroyed
+    return keyring.open(record["event_type"], record["schema_version"], record["payload"], record["event_id"], key)

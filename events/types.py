@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Literal
 
 import msgspec
+
+# What a personal field reads as once its patient's data key is destroyed (events/privacy.py).
+ERASED = "[erased]"
+Erased = Literal["[erased]"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -54,10 +59,10 @@ class ConsultSubmitted(Event, frozen=True, kw_only=True, tag="consult.submitted.
     patient_id: uuid.UUID
     customer_id: str
     product_id: str
-    patient: PatientDetails
+    patient: PatientDetails | Erased
     chief_complaint: str
     medical_history: str | None = None
-    answers: tuple[Answer, ...] = ()
+    answers: tuple[Answer, ...] | Erased = ()
     submitted_at: dt.datetime
     consent: TelehealthConsent | None = None
 
@@ -71,10 +76,10 @@ class ConsultSubmittedV1(Event, frozen=True, kw_only=True, tag="consult.submitte
     patient_id: uuid.UUID
     customer_id: str
     product_id: str
-    patient: PatientDetails
+    patient: PatientDetails | Erased
     chief_complaint: str
     medical_history: str | None = None
-    answers: tuple[Answer, ...] = ()
+    answers: tuple[Answer, ...] | Erased = ()
     submitted_at: dt.datetime
 
 
@@ -104,9 +109,20 @@ class ConsultDecided(Event, frozen=True, kw_only=True, tag="consult.decided.v1")
     decided_at: dt.datetime
 
 
+class PatientForgotten(Event, frozen=True, kw_only=True, tag="patient.forgotten.v1"):
+    """A patient's data keys were destroyed: every personal field of their earlier events now
+    reads as ERASED. Who asked is the event's actor; it holds no personal data itself."""
+
+    patient_id: uuid.UUID
+    customer_id: str
+    key_ids: tuple[uuid.UUID, ...]  # the data keys destroyed
+    reason: str
+    forgotten_at: dt.datetime
+
+
 # What the domain can emit and the store can write: the current version of each event type.
-EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided)
-EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided
+EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided, PatientForgotten)
+EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided | PatientForgotten
 # Earlier versions, only ever read: the log keeps them forever, and events/upcasting.py turns
 # each into the current version of its type.
 DECODE_ONLY_CLASSES: tuple[type[Event], ...] = (ConsultSubmittedV1,)

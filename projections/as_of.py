@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from events.errors import translating_driver_errors
+from events.privacy import Keyring
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
@@ -84,24 +85,24 @@ def committed_by(at: dt.datetime, committed_at: dt.datetime | None, recorded_at:
     return True
 
 
-async def tables_as_of(conn: asyncpg.Connection, at: dt.datetime, *, business_id: int | None = None,
+async def tables_as_of(conn: asyncpg.Connection, keyring: Keyring, at: dt.datetime, *, business_id: int | None = None,
                        consultation_id: uuid.UUID | None = None) -> Tables:
     """Patients, consultations and approvals at `at`: of one business, or of one consultation
     (with its patient, whose details follow every submission of theirs by then)."""
     await _settle(conn, at)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         tables = empty()
-        async for event in _committed(conn, at, business_id, consultation_id=consultation_id):
+        async for event in _committed(conn, keyring, at, business_id, consultation_id=consultation_id):
             apply(tables, event)
         if consultation_id is not None:
             tables[patients.NAME] = {}
             for row in list(tables[consultations.NAME].values()):
-                async for event in _committed(conn, at, row.business_id, patient_id=row.patient_id):
+                async for event in _committed(conn, keyring, at, row.business_id, patient_id=row.patient_id):
                     apply(tables, event, (patients,))
     return tables
 
 
-async def consultation_as_of(pool: asyncpg.Pool, business_id: int, consultation_id: uuid.UUID,
+async def consultation_as_of(pool: asyncpg.Pool, keyring: Keyring, business_id: int, consultation_id: uuid.UUID,
                              at: dt.datetime, *, acquire_timeout: float) -> ConsultationView | None:
     """One consultation of this business as it stood at `at`; None if it did not exist yet."""
     with translating_driver_errors():
@@ -109,7 +110,7 @@ async def consultation_as_of(pool: asyncpg.Pool, business_id: int, consultation_
             await _settle(conn, at)
             row = None
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                async for event in _committed(conn, at, business_id, consultation_id=consultation_id):
+                async for event in _committed(conn, keyring, at, business_id, consultation_id=consultation_id):
                     if consultations.key(event) == consultation_id:
                         row = consultations.evolve(row, event)
     return None if row is None else view(row)
@@ -148,7 +149,7 @@ async def _settle(conn: asyncpg.Connection, at: dt.datetime, timeout_s: float = 
         await asyncio.sleep(_POLL_S)
 
 
-async def _committed(conn: asyncpg.Connection, at: dt.datetime, business_id: int | None, *,
+async def _committed(conn: asyncpg.Connection, keyring: Keyring, at: dt.datetime, business_id: int | None, *,
                      consultation_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None
                      ) -> AsyncIterator[StoredEvent]:
     """The events committed at `at` (of a business, a consultation or a patient), in log order."""
@@ -156,4 +157,4 @@ async def _committed(conn: asyncpg.Connection, at: dt.datetime, business_id: int
             str(patient_id) if patient_id else None)
     async for record in conn.cursor(queries("replay")["as_of_events"], *args):
         if committed_by(at, record["committed_at"], record["recorded_at"]):
-            yield decode_record(record)
+            yield decode_record(record, keyring)

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from events.privacy import Keyring
 from events.store import decode_record
 from events.types import StoredEvent
 from projections import approvals, consultations, patients
@@ -71,9 +72,10 @@ class GroupFold:
     of `tracked` got (its checkpoint), and parks a (projection, stream) at its first poison event as
     the live projector would after its retries: what follows in that stream is not applied."""
 
-    def __init__(self, folded: list[Model], tracked: list[str], *, skip: dict[tuple[str, str], int] | None = None,
-                 checkpoints: bool = True) -> None:
+    def __init__(self, folded: list[Model], tracked: list[str], keyring: Keyring, *,
+                 skip: dict[tuple[str, str], int] | None = None, checkpoints: bool = True) -> None:
         self._folded, self._tracked, self._checkpoints = folded, tracked, checkpoints
+        self._keyring = keyring
         self._folded_names = {m.name for m in folded}
         self.skip: dict[tuple[str, str], int] = skip if skip is not None else {}  # → first version not applied
         self.batch = Batch(m.table for m in folded)
@@ -101,7 +103,7 @@ class GroupFold:
         if not active:
             return  # parked: not even decoded
         try:
-            event = decode_record(record)
+            event = decode_record(record, self._keyring)
         except _POISON as error:
             for name in active:
                 self._park(name, record, error)

@@ -20,6 +20,7 @@ import structlog
 
 from events.codec import UnknownEventType
 from events.errors import StoreUnavailable, is_outage, translating_driver_errors
+from events.privacy import Keyring, Undecryptable
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
@@ -37,7 +38,8 @@ BATCH = 50  # streams per transaction when sweeping
 CONFLICT_RETRIES = 3
 # What a bad event or a read-model bug looks like, as opposed to an outage:
 # these are recorded against the stream (and parked after a few tries).
-_POISON = (asyncpg.PostgresError, LookupError, UnknownEventType, msgspec.DecodeError, ValueError, TypeError)
+_POISON = (asyncpg.PostgresError, LookupError, UnknownEventType, Undecryptable, msgspec.DecodeError, ValueError,
+           TypeError)
 _log = structlog.get_logger("intake.projector")
 
 
@@ -59,9 +61,10 @@ class ProjectionFailed(Exception):
 class Projector:
     """Catches streams up in every projection."""
 
-    def __init__(self, pool: asyncpg.Pool, *, projections: Mapping[str, Apply] = PROJECTIONS,
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring, *, projections: Mapping[str, Apply] = PROJECTIONS,
                  acquire_timeout: float = 5.0) -> None:
         self._pool = pool
+        self._keyring = keyring
         self._projections = projections
         self._acquire_timeout = acquire_timeout
         self._sql = queries("projections")
@@ -124,7 +127,7 @@ class Projector:
             if record["stream_version"] <= applied_by_all[record["stream_id"]]:
                 continue  # applied by every projection already
             try:
-                events.append(decode_record(record))
+                events.append(decode_record(record, self._keyring))
             except _POISON as error:
                 raise ProjectionFailed(error, record["stream_version"], record["position"]) from error
         applied, advanced = 0, []

@@ -58,7 +58,8 @@ class ConsultationView(msgspec.Struct, frozen=True):
 
 
 class PatientView(msgspec.Struct, frozen=True):
-    """A patient, with the details of their latest submission."""
+    """A patient, with the details of their latest submission; once forgotten (`erased`), names and
+    email read "[erased]" and the date of birth null."""
 
     patient_id: uuid.UUID
     customer_id: str
@@ -66,8 +67,9 @@ class PatientView(msgspec.Struct, frozen=True):
     last_name: str
     email: str
     phone: str | None
-    date_of_birth: dt.date
+    date_of_birth: dt.date | None
     updated_at: dt.datetime
+    erased: bool
 
 
 class ApprovalView(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import msgspec
 
+from events.privacy import Keyring
 from events.sqlfiles import queries
 from projections.batch import MODELS, GroupFold, Model, by_patient, by_stream, write
 from projections.projector import BATCH, PROJECTIONS, Projector
@@ -61,7 +62,7 @@ def _quiet(phase: str, done: int, total: int) -> None:
     return None
 
 
-async def rebuild(dsn: str, names: Sequence[str], *, progress: Progress = _quiet) -> Rebuilt:
+async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress: Progress = _quiet) -> Rebuilt:
     """Rebuild these projections (as the schema's owner, at `dsn`) and swap them in."""
     started = time.monotonic()
     models = [MODELS[name] for name in PROJECTIONS if name in names]
@@ -72,10 +73,10 @@ async def rebuild(dsn: str, names: Sequence[str], *, progress: Progress = _quiet
             raise RebuildBusy(RebuildBusy.__doc__)
         try:
             await _prepare_shadow(conn, models)
-            snapshot, events, folded = await _bulk(dsn, models, progress)
+            snapshot, events, folded = await _bulk(dsn, models, keyring, progress)
             for model in models:
                 await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
-            tail = await _catch_up_and_swap(conn, dsn, models, snapshot)
+            tail = await _catch_up_and_swap(conn, dsn, models, keyring, snapshot)
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await conn.execute(sql["drop_shadow"])
@@ -99,7 +100,7 @@ async def _prepare_shadow(conn: asyncpg.Connection, models: list[Model]) -> None
                 await conn.execute(grant["statement"])
 
 
-async def _bulk(dsn: str, models: list[Model], progress: Progress) -> tuple[str, int, int]:
+async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progress) -> tuple[str, int, int]:
     """Fold the log as one snapshot sees it into the shadow; returns that snapshot, the log's events in
     it, and the events folded."""
     sql = queries("rebuild")
@@ -110,11 +111,11 @@ async def _bulk(dsn: str, models: list[Model], progress: Progress) -> tuple[str,
             head = await reader.fetchrow(sql["snapshot"])
             with_patients = any(m.name == "patients" for m in models)
             total = head["events"] + (head["submissions"] if with_patients else 0)
-            by_slot = GroupFold([m for m in models if m.name != "patients"], [m.name for m in models])
+            by_slot = GroupFold([m for m in models if m.name != "patients"], [m.name for m in models], keyring)
             done = await _fold(reader, writer, sql["log_in_stream_order"], by_slot, by_stream,
                                lambda n: progress("rebuild", n, total))
             if with_patients:
-                patients = GroupFold([MODELS["patients"]], ["patients"], skip=by_slot.skip, checkpoints=False)
+                patients = GroupFold([MODELS["patients"]], ["patients"], keyring, skip=by_slot.skip, checkpoints=False)
                 done += await _fold(reader, writer, sql["submissions_in_patient_order"], patients, by_patient,
                                     lambda n: progress("rebuild", done + n, total))
         return head["snapshot"], head["events"], done
@@ -150,12 +151,13 @@ async def _fold(reader: asyncpg.Connection, writer: asyncpg.Connection, query: s
     return fold.events
 
 
-async def _catch_up_and_swap(conn: asyncpg.Connection, dsn: str, models: list[Model], snapshot: str) -> int:
+async def _catch_up_and_swap(conn: asyncpg.Connection, dsn: str, models: list[Model], keyring: Keyring,
+                             snapshot: str) -> int:
     """Catch the shadow up with the live projector's code (at the shadow, by search_path), then swap."""
     shadow = await asyncpg.create_pool(dsn, min_size=1, max_size=2,
                                        server_settings={"search_path": f"{SHADOW}, public"})
     try:
-        projector = Projector(shadow, projections={m.name: PROJECTIONS[m.name] for m in models})
+        projector = Projector(shadow, keyring, projections={m.name: PROJECTIONS[m.name] for m in models})
         caught_up = 0
         for _ in range(TAIL_ROUNDS):
             snapshot, streams = await _catch_up(conn, projector, snapshot)

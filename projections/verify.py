@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from events.privacy import Keyring
 from events.sqlfiles import queries
 from projections.batch import MODELS, GroupFold, Model, by_patient, by_stream, write
 from projections.projector import PROJECTIONS
@@ -42,17 +43,18 @@ class Verdict(msgspec.Struct, frozen=True):
         return self.differing == 0
 
 
-async def verify(conn: asyncpg.Connection, names: Sequence[str], *, sample: int = SAMPLE) -> list[Verdict]:
+async def verify(conn: asyncpg.Connection, names: Sequence[str], keyring: Keyring, *,
+                 sample: int = SAMPLE) -> list[Verdict]:
     """Compare each projection with a rebuild of the events its checkpoints cover (one snapshot)."""
     models = [MODELS[name] for name in PROJECTIONS if name in names]
     async with conn.transaction(isolation="repeatable_read"):
-        return [await _verify_one(conn, model, sample) for model in models]
+        return [await _verify_one(conn, model, keyring, sample) for model in models]
 
 
-async def _verify_one(conn: asyncpg.Connection, model: Model, sample: int) -> Verdict:
+async def _verify_one(conn: asyncpg.Connection, model: Model, keyring: Keyring, sample: int) -> Verdict:
     sql = queries("rebuild")
     await conn.execute(sql["create_scratch_table"].format(table=model.table))
-    fold = GroupFold([model], [model.name], checkpoints=False)
+    fold = GroupFold([model], [model.name], keyring, checkpoints=False)
     if model.name == "patients":
         query, group_of = sql["covered_submissions_in_patient_order"], by_patient
     else:

@@ -75,7 +75,7 @@ async def create_key(conn: asyncpg.Connection, *, business: str | None, scopes: 
         raise AdminError("the admin scope belongs to admin keys: create one with --admin")
     if not admin and not scopes:
         raise AdminError("a business key needs at least one scope")
-    business_id = None if business is None else await _business_id(conn, business)
+    business_id = None if business is None else await business_id_of(conn, business)
     final_scopes = sorted(SCOPES) if admin else sorted(set(scopes))
     key, digest = new_key()
     key_id = uuid.uuid4()
@@ -97,13 +97,14 @@ async def revoke_key(conn: asyncpg.Connection, key_id: uuid.UUID) -> RevokedKey:
 
 async def list_keys(conn: asyncpg.Connection, *, business: str | None = None) -> list[KeyInfo]:
     """Every API key, or those of one business, oldest first."""
-    business_id = None if business is None else await _business_id(conn, business)
+    business_id = None if business is None else await business_id_of(conn, business)
     records = await conn.fetch(queries("admin")["list_keys"], business_id)
     return [KeyInfo(key_id=r["id"], business=r["slug"], is_admin=r["is_admin"], scopes=tuple(r["scopes"]),
                     created_at=r["created_at"], revoked_at=r["revoked_at"]) for r in records]
 
 
-async def _business_id(conn: asyncpg.Connection, slug: str) -> int:
+async def business_id_of(conn: asyncpg.Connection, slug: str) -> int:
+    """The id of the business with this slug, or AdminError."""
     record = await conn.fetchrow(queries("admin")["business_by_slug"], slug)
     if record is None:
         raise AdminError(f"no business {slug!r}")

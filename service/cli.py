@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 
 from events.replay import BIGINT_MAX
 from projections.projector import PROJECTIONS
-from service import commands, rebuild_command, replay_command
+from service import commands, privacy_command, rebuild_command, replay_command
 from service.cli_examples import add_examples
 from service.settings import Settings, SettingsError
 
 _Commands = argparse._SubParsersAction  # noqa: SLF001  (argparse offers no public name for it)
 _REBUILD = {"rebuild": rebuild_command.rebuild, "verify": rebuild_command.verify}
+_PRIVACY = {"forget": privacy_command.forget, "encrypt-existing": privacy_command.encrypt_existing}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(subcommands)
     _add_loadtest(subcommands)
     _add_events(subcommands)
+    _add_patients(subcommands)
     add_examples(parser)
     return parser
 
@@ -133,6 +135,20 @@ def _add_keys(subcommands: _Commands) -> None:
     list_keys = actions.add_parser("list", help="list API keys: ids, scopes, revocations (never secrets)")
     list_keys.add_argument("--business", help="only the keys of this business slug")
     list_keys.add_argument("--json", action="store_true", help="print JSON")
+    actions.add_parser("rotate-kek", help="rewrap every patient data key with the first key-encryption key "
+                                          "of INTAKE_KEK_FILE / INTAKE_KEK (events are not touched)")
+    actions.add_parser("generate-kek", help="print a new key-encryption key (base64) for INTAKE_KEK_FILE")
+
+
+def _add_patients(subcommands: _Commands) -> None:
+    actions = subcommands.add_parser("patients", help="patients' personal data").add_subparsers(dest="action",
+                                                                                                required=True)
+    forget = actions.add_parser("forget", help="erase a patient: destroy their data keys and record patient.forgotten")
+    forget.add_argument("--business", required=True, help="the business slug")
+    forget.add_argument("--customer", required=True, help="the business's customer id of the patient")
+    forget.add_argument("--reason", default="erasure request", help="why (recorded; no personal data here)")
+    actions.add_parser("encrypt-existing", help="one-time: seal the personal fields of events written before "
+                                                "encryption (as the owner; refused once the log is sealed)")
 
 
 def listen_address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
@@ -189,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         "dev": _dev, "serve": _serve, "worker": _worker,
         "migrate": lambda a, s: asyncio.run(commands.migrate(a, s)),
         "businesses": lambda a, s: asyncio.run(commands.businesses(a, s)),
-        "keys": lambda a, s: asyncio.run(commands.keys(a, s)),
+        "keys": lambda a, s: (privacy_command.print_new_kek(a, s) if a.action == "generate-kek" else
+                              asyncio.run(privacy_command.rotate_kek(a, s) if a.action == "rotate-kek"
+                                          else commands.keys(a, s))),
         "projections": lambda a, s: asyncio.run(
             _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
         "loadtest": _loadtest,
         "events": lambda a, s: asyncio.run(replay_command.run(a, s)),
+        "patients": lambda a, s: asyncio.run(_PRIVACY[a.action](a, s)),
     }
     try:
         return handlers[args.command](args, Settings.from_env())

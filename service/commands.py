@@ -13,6 +13,7 @@ from projections import status as projection_status
 from projections.projector import Projector
 from service import admin, migrations, roles
 from service.db import create_pool
+from service.keyring import load_keyring
 from service.settings import Settings
 
 # Running APIs cache a key's lookup for AUTH_CACHE_TTL_S (service/keys.py).
@@ -129,7 +130,7 @@ async def projections(args: argparse.Namespace, settings: Settings) -> int:
     """`intake projections status | sweep | retry [NAME]`; exit 1 while anything is parked."""
     pool = await create_pool(settings, application_name="intake-cli", min_size=1)
     try:
-        projector = Projector(pool)
+        projector = Projector(pool, load_keyring(settings))
         if args.action == "sweep":
             print(f"applied {await projector.sweep()} event(s)")
             return 0

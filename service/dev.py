@@ -19,6 +19,7 @@ from service import admin, migrations, roles
 from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
+from service.keyring import generate_kek
 from service.logs import configure_logging
 from service.runner import uvicorn_options
 from service.settings import Settings
@@ -30,6 +31,7 @@ DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide"
 # real deployment's has; the password is generated once and kept in the state dir.
 DEV_APP_USER = "intake_app_login"
 DEV_PASSWORD_FILE = "app-role.password"
+DEV_KEK_FILE = "key-encryption-key"  # INTAKE_KEK_FILE when neither it nor INTAKE_KEK is set
 _log = structlog.get_logger("intake.dev")
 
 
@@ -39,6 +41,8 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     raise_fd_limit()
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
+    if not (settings.kek or settings.kek_file):  # a development KEK, kept beside the data it protects
+        settings = dataclasses.replace(settings, kek_file=str(_dev_kek(state)))
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
@@ -94,6 +98,15 @@ async def _prepare(settings: Settings, host: str, port: int) -> None:
     finally:
         await conn.close()
     print(_banner(created.key, host, port, settings, login), file=sys.stderr, flush=True)
+
+
+def _dev_kek(state: Path) -> Path:
+    """The development key-encryption key (never for production: it sits next to the database)."""
+    path = state / DEV_KEK_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(generate_kek() + "\n")
+    return path
 
 
 def _dev_password(state: Path) -> str:

@@ -18,6 +18,7 @@ from projections.projector import PROJECTIONS
 from projections.rebuild import rebuild as rebuild_projections
 from projections.verify import verify as verify_projections
 from service.commands import connect_as_owner
+from service.keyring import load_keyring
 from service.settings import Settings
 
 PLAIN_EVERY_S = 5.0  # a progress line this often when stdout is not a terminal (CI logs)
@@ -36,7 +37,8 @@ async def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     names = args.names or list(PROJECTIONS)
     try:
         with _progress_reporter() as report:
-            done = await rebuild_projections(settings.require_owner_database_url(), names, progress=report)
+            done = await rebuild_projections(settings.require_owner_database_url(), names,
+                                             load_keyring(settings), progress=report)
     except asyncio.CancelledError:
         print("intake: rebuild interrupted; the live tables are unchanged", file=sys.stderr)
         return 143
@@ -52,7 +54,7 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
     differing rows: keys and column names (ids, not patient data), never the values."""
     conn = await connect_as_owner(settings)
     try:
-        verdicts = await verify_projections(conn, args.names or list(PROJECTIONS))
+        verdicts = await verify_projections(conn, args.names or list(PROJECTIONS), load_keyring(settings))
     finally:
         await conn.close()
     for verdict in verdicts:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import io
 import os
 import sys
@@ -18,11 +19,13 @@ import asyncpg
 import msgspec
 
 from events.codec import CURRENT_TYPES, KNOWN_TYPES
+from events.privacy import Keyring
 from events.replay import BIGINT_MAX, EventFilter, parse_time, replay
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import Event
 from projections.as_of import Tables, tables_as_of
+from service.keyring import load_keyring
 from service.settings import Settings
 
 _FILTERS_WITHOUT_AS_OF = ("stream", "types", "from_position", "to_position", "since", "until")
@@ -88,11 +91,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                                                   "statement_timeout": str(settings.db_statement_timeout_ms)})
     try:
         business_id = await _business_id(conn, args.business)
+        keyring = load_keyring(settings)  # read-only: a KEK the data needs and lacks fails the read, clearly
         if args.as_of is not None:
-            tables = await tables_as_of(conn, args.as_of, business_id=business_id, consultation_id=args.consultation)
+            tables = await tables_as_of(conn, keyring, args.as_of, business_id=business_id,
+                                        consultation_id=args.consultation)
             _write_tables(out, tables, table)
         else:
-            await _write_events(out, conn, _filter(args, business_id), table)
+            await _write_events(out, conn, keyring, _filter(args, business_id), table)
         out.flush()
     except BrokenPipeError:
         # The reader is gone (`| head`): what it wanted was written. Point stdout at /dev/null so
@@ -123,30 +128,32 @@ _ENCODER = msgspec.json.Encoder()
 _EVENT_HEADER = f"{'POSITION':>10}  {'RECORDED_AT':32}  {'TYPE':36}  {'VERSION':>7}  {'STREAM_ID':36}  CONSULTATION\n"
 
 
-async def _write_events(out: IO[bytes], conn: asyncpg.Connection, where: EventFilter, table: bool) -> None:
+async def _write_events(out: IO[bytes], conn: asyncpg.Connection, keyring: Keyring, where: EventFilter,
+                        table: bool) -> None:
     if table:
         out.write(_EVENT_HEADER.encode())
-    async with contextlib.aclosing(replay(conn, where, read=_event_row if table else _event_line)) as lines:
+    read = functools.partial(_event_row if table else _event_line, keyring=keyring)
+    async with contextlib.aclosing(replay(conn, where, read=read)) as lines:
         async for line in lines:
             out.write(line)
 
 
-def _event_line(record: asyncpg.Record) -> bytes:
-    """One JSON line. A payload already in today's shape is written as stored (jsonb's text, the
-    same JSON): decoding it only to encode it again was a third of a replay's time. Older shapes
-    are read through the upcasters, as everywhere else."""
-    if (record["event_type"], record["schema_version"]) in CURRENT_TYPES:
+def _event_line(record: asyncpg.Record, *, keyring: Keyring) -> bytes:
+    """One JSON line. A payload already in today's shape, with nothing sealed, is written as stored
+    (jsonb's text, the same JSON): decoding it only to encode it again was a third of a replay's
+    time. Older shapes are read through the upcasters, sealed fields through the keys, as everywhere."""
+    if record["key_id"] is None and (record["event_type"], record["schema_version"]) in CURRENT_TYPES:
         data: object = msgspec.Raw(record["payload"].encode())
     else:
-        data = decode_record(record).data
+        data = decode_record(record, keyring).data
     line = EventLine(record["position"], record["event_id"], record["stream_id"], record["stream_version"],
                      record["event_type"], record["schema_version"], record["recorded_at"], data,
                      msgspec.Raw(record["metadata"].encode()))
     return _ENCODER.encode(line) + b"\n"
 
 
-def _event_row(record: asyncpg.Record) -> bytes:
-    event = decode_record(record)
+def _event_row(record: asyncpg.Record, *, keyring: Keyring) -> bytes:
+    event = decode_record(record, keyring)
     tag = f"{event.event_type}.v{event.schema_version}"
     consultation = getattr(event.data, "consultation_id", "")
     return (f"{event.position:>10}  {event.recorded_at.isoformat():32}  {tag:36}  {event.stream_version:>7}  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from service import keyring
 from service.connections import ConnectionLimits, GuardedHttpToolsProtocol, raise_fd_limit
 from service.faults import Faults
 from service.logs import configure_logging
@@ -41,6 +43,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     settings.require_database_url()
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
     parse_rules(settings.rate_limit_per_key), parse_rules(settings.rate_limit_per_business)  # and bad limits
+    asyncio.run(keyring.preflight(settings))  # and a missing or wrong key-encryption key
     raise_fd_limit()  # before forking: the workers inherit it
     with _shared_metrics(workers):
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(settings))

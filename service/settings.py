@@ -62,6 +62,13 @@ class Settings:
     # A slower answer counts as Redis down (fail open). It includes the event loop's own delays, so
     # it must stay well above them under load, or the limits would switch off exactly when busy.
     rate_limit_timeout_ms: int = 200
+    # Key-encryption keys (service/keyring.py): a file of base64 keys, one a line, or the keys
+    # themselves comma-separated; the first wraps new data keys.
+    kek_file: str | None = None
+    kek: str | None = None
+    # Off only to measure what encryption costs (bench/): new events then keep personal data
+    # in clear, readable until `intake patients encrypt-existing` seals them.
+    encrypt_personal_data: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +102,9 @@ class Settings:
             rate_limit_per_key=env.get("RATE_LIMIT_PER_KEY", DEFAULT_PER_KEY),
             rate_limit_per_business=env.get("RATE_LIMIT_PER_BUSINESS", DEFAULT_PER_BUSINESS),
             rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 200),
+            kek_file=env.get("INTAKE_KEK_FILE") or None,
+            kek=env.get("INTAKE_KEK") or None,
+            encrypt_personal_data=env.get("INTAKE_ENCRYPT_PERSONAL_DATA", "true").lower() not in {"false", "0", "off"},
         )
 
     def require_database_url(self) -> str:

@@ -26,6 +26,7 @@ from projections.jobs import JobFailed, project_streams, sweep
 from projections.projector import Projector
 from projections.relay import Relay, listen
 from service.db import create_pool as create_db_pool
+from service.keyring import starting_keyring
 from service.logs import configure_logging
 from service.loops import Healthy, Loop, LoopHealth, log_crash, supervise
 from service.probes import serve_probes
@@ -61,8 +62,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     """Run until `stop` is set, riding out Redis and PostgreSQL restarts and restarting any loop that fails."""
     health = health or LoopHealth()
     pool = await create_db_pool(settings, application_name="intake-worker", min_size=0)
+    keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
     wake = asyncio.Event()  # the listener's notifications, for whichever relay is running
-    loops: dict[str, Loop] = {"arq": functools.partial(_arq_forever, settings, Projector(pool), health)}
+    loops: dict[str, Loop] = {"arq": functools.partial(_arq_forever, settings, Projector(pool, keyring), health)}
     if relay:
         loops["relay"] = functools.partial(_relay_forever, settings, pool, wake, stop)
         loops["listener"] = functools.partial(listen, settings.require_database_url(), wake, stop)

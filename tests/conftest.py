@@ -16,7 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from events.privacy import Keyring
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
+from service.keyring import checked_keyring, generate_kek
 from service.settings import Settings
 from tests.support.databases import app_url, cloned_database, create_template
 from tests.support.tenants import TenantKeys, make_tenant
@@ -82,13 +84,35 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 NO_RATE_LIMITS = {"rate_limit_per_key": "off", "rate_limit_per_business": "off"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def key_encryption_key() -> Iterator[str]:
+    """One key-encryption key for the session, in the environment every process the tests start
+    inherits (`intake serve`, `intake worker`, the CLI), as a deployment would configure it."""
+    kek = generate_kek()
+    previous = os.environ.get("INTAKE_KEK")
+    os.environ["INTAKE_KEK"] = kek
+    try:
+        yield kek
+    finally:
+        if previous is None:
+            del os.environ["INTAKE_KEK"]
+        else:
+            os.environ["INTAKE_KEK"] = previous
+
+
 @pytest.fixture
-def settings(database_url: str, redis_server: EmbeddedRedis) -> Settings:
+def settings(database_url: str, redis_server: EmbeddedRedis, key_encryption_key: str) -> Settings:
     """Settings pointing at the test's database, as the app role (owning nothing, no UPDATE or DELETE
     on the log), with the superuser as the owner; and at the session's Redis."""
     return dataclasses.replace(Settings.from_env({}), database_url=app_url(database_url),
                                owner_database_url=database_url, redis_url=redis_server.url(),
-                               log_format="json", db_pool_max=40, **NO_RATE_LIMITS)
+                               log_format="json", db_pool_max=40, kek=key_encryption_key, **NO_RATE_LIMITS)
+
+
+@pytest.fixture
+async def keyring(settings: Settings, db: asyncpg.Connection) -> Keyring:
+    """The keyring of the session's KEK, checked against (and registered in) the test's database."""
+    return await checked_keyring(settings, db)
 
 
 @pytest.fixture

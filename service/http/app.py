@@ -21,9 +21,10 @@ from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import audit, decisions, events_api, ops, reads, submissions
+from service.http import audit, decisions, erasure, events_api, ops, reads, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
+from service.keyring import starting_keyring
 from service.keys import ApiKeys
 from service.metrics import Metrics
 from service.ratelimit import RateLimiter, parse_rules
@@ -42,7 +43,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     faults = Faults(settings.faults, environment=settings.environment)
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
-                        events_api.list_events, ops.livez, ops.readyz, ops.metrics],
+                        events_api.list_events, erasure.forget, ops.livez, ops.readyz, ops.metrics],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id}),
@@ -70,16 +71,17 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
                  if settings.redis_url else None)
-        store = EventStore(pool, acquire_timeout=acquire_timeout, fault=faults.hit)
+        store = EventStore(pool, keyring, acquire_timeout=acquire_timeout, fault=faults.hit)
         limiter_redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=0.2,
                                         socket_timeout=settings.rate_limit_timeout_ms / 1000)
                          if settings.redis_url else None)
         app.state.update(
             rate_limiter=rate_limiter(settings, limiter_redis, metrics),
-            pool=pool, acquire_timeout=acquire_timeout,  # the audit API's reads of the log
+            pool=pool, acquire_timeout=acquire_timeout, keyring=keyring,  # the audit API's reads of the log
             store=store,
             intake=Intake(store, new_id=new_id, fault=faults.hit,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),

@@ -46,7 +46,8 @@ async def consultation_at(request: Request, consultation_id: uuid.UUID, at: dt.d
     tenant: Tenant = request.state.tenant
     require_audit(tenant)
     try:
-        found = await consultation_as_of(request.app.state.pool, tenant.business_id, consultation_id, at,
+        found = await consultation_as_of(request.app.state.pool, request.app.state.keyring, tenant.business_id,
+                                         consultation_id, at,
                                          acquire_timeout=request.app.state.acquire_timeout)
     except AsOfInFuture:
         raise InvalidParameter("'as_of' is later than now: what will have happened is not known yet.") from None

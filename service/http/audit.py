@@ -45,7 +45,7 @@ async def consultation_history_route(request: Request) -> list[HistoryEvent]:
     has no such consultation."""
     consultation_id = params.uuid_or_404(request, "consultation_id", "consultation")
     tenant: Tenant = request.state.tenant
-    events = await consultation_history(request.app.state.pool, tenant.business_id, consultation_id,
+    events = await consultation_history(request.app.state.pool, request.app.state.keyring, tenant.business_id, consultation_id,
                                         acquire_timeout=request.app.state.acquire_timeout)
     if not events:
         raise NotFound("No such consultation for this business.")

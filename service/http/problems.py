@@ -14,11 +14,13 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from events.errors import StoreUnavailable, UnknownPosition
+from events.errors import KeyUnavailable, StoreUnavailable, UnknownPosition
+from events.privacy import KeyEncryptionKeyError, Undecryptable
 from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
 from service import domain
+from service.erasure import PatientUnknown
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
 from service.ratelimit import RateLimited
@@ -113,6 +115,7 @@ _BY_EXCEPTION_VALIDATION = _Kind(422, "validation-failed", "Validation failed")
 _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     StoreUnavailable: _Kind(503, "database-unavailable", "Database unavailable", retry_after=1),
     TooMuchContention: _Kind(503, "contention", "Too much contention, retry", retry_after=1),
+    KeyUnavailable: _Kind(503, "contention", "Too much contention, retry", retry_after=1),
     IdempotencyKeyReused: _Kind(422, "idempotency-key-reused", "Idempotency key reused with another request"),
     domain.AlreadyDecided: _Kind(409, "already-decided", "Already decided"),
     domain.ConsultationNotFound: _Kind(404, "not-found", "Not found"),
@@ -126,6 +129,12 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     TransactionsStillOpen: _Kind(503, "as-of-unsettled", "Transactions of that time still finishing", retry_after=1),
     # A deployment fault (track_commit_timestamp off), logged as an error: no retry will help.
     CommitTimesUntracked: _Kind(503, "as-of-unavailable", "As-of reads are not available"),
+    PatientUnknown: _Kind(404, "not-found", "Not found"),
+    # The stored log and its keys disagree (a ciphertext moved or altered): an integrity finding
+    # about this resource, not a failure of the service; the detail names event and key ids only.
+    Undecryptable: _Kind(409, "unreadable-event", "An event's personal data does not decrypt"),
+    # A deployment fault (a KEK missing from the configuration), logged as an error.
+    KeyEncryptionKeyError: _Kind(503, "keys-unavailable", "Patient data keys are not available"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

@@ -140,3 +140,11 @@ def field_error(message: str) -> FieldError:
     elif "'" in text or '"' in text:  # a message shape we have not vetted may quote input
         text = "is not valid"
     return FieldError(field=path or "body", message=text)
+
+
+class ForgetIn(_Body, frozen=True):
+    """POST /v1/businesses/{slug}/patients/forget: whose data to erase, and why (recorded; no
+    personal data belongs in it)."""
+
+    customer_id: Id
+    reason: Annotated[str, Meta(min_length=1, max_length=500, pattern=_TEXT_NOT_BLANK)]

@@ -4,43 +4,63 @@
 -- loses a stream-version or idempotency-key race is skipped, not an error, so
 -- one losing request cannot abort the others in its batch. The caller compares
 -- what came back with what it sent.
-WITH new_events AS (
+-- Patient data keys ($11-$15) are stored by the first append that uses them. An event sealed
+-- with a key is written only if that key is live: stored by this statement, or already live
+-- and locked FOR SHARE until commit, so `forget` (which destroys keys FOR UPDATE) either waits
+-- for this batch or is seen by it. Nothing is written sealed with a destroyed key, or with a
+-- key that lost the race to be a patient's one live key: the caller learns which keys were
+-- usable (`usable_key` rows) and encrypts again.
+WITH new_keys AS (
+    INSERT INTO patient_keys (key_id, business_id, patient_id, wrapped_key, kek_id)
+    SELECT * FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::bytea[], $15::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING key_id
+), live_keys AS (
+    SELECT key_id FROM patient_keys
+    WHERE key_id = ANY ($11::uuid[]) AND destroyed_at IS NULL
+    FOR SHARE
+), usable_keys AS (
+    SELECT key_id FROM new_keys UNION SELECT key_id FROM live_keys
+), new_events AS (
     INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version,
                         business_id, idempotency_key, request_fingerprint, payload, metadata)
     SELECT e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
            e.business_id, e.idempotency_key, e.request_fingerprint, e.payload::jsonb, e.metadata::jsonb
     FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::int2[], $6::int8[],
-                $7::text[], $8::bytea[], $9::text[], $10::text[])
+                $7::text[], $8::bytea[], $9::text[], $10::text[], $16::uuid[])
          AS e(event_id, stream_id, stream_version, event_type, schema_version,
-              business_id, idempotency_key, request_fingerprint, payload, metadata)
+              business_id, idempotency_key, request_fingerprint, payload, metadata, key_id)
+    WHERE e.key_id IS NULL OR e.key_id IN (SELECT key_id FROM usable_keys)
     ON CONFLICT DO NOTHING
     RETURNING position, event_id, stream_id, tx_id, recorded_at
 ), new_outbox AS (
     INSERT INTO outbox (position, stream_id, tx_id)
     SELECT position, stream_id, tx_id FROM new_events
 )
-SELECT event_id, position, recorded_at,
+SELECT event_id, position, recorded_at, NULL::uuid AS usable_key,
        -- An uncorrelated scalar subquery runs once, and only if a row came back.
        (SELECT pg_notify('intake_outbox', '')) IS NULL AS notified
-FROM new_events;
+FROM new_events
+UNION ALL
+SELECT NULL, NULL, NULL, key_id, NULL FROM usable_keys;
 
 -- name: read_stream
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE stream_id = $1
 ORDER BY stream_version;
 
 -- name: find_by_idempotency_key
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at, request_fingerprint
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id, request_fingerprint
+FROM event_rows
 WHERE business_id = $1 AND idempotency_key = $2;
 
 -- name: find_event
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE position = $1;
 
 -- name: stream_of_consultation
@@ -58,8 +78,8 @@ WHERE event_type = 'consult.submitted' AND payload ->> 'consultation_id' = $1 AN
 -- (No `tx_id::text AS tx_id` in the select list: ORDER BY would then sort by that
 -- text alias, and '1000' < '997'.)
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (tx_id, position) > ($1::text::xid8, $2::bigint)
 ORDER BY tx_id, position
@@ -67,3 +87,8 @@ LIMIT $3;
 
 -- name: cursor_of_position
 SELECT tx_id::text AS tx_text FROM events WHERE position = $1;
+
+-- name: live_patient_key
+SELECT key_id, wrapped_key, kek_id
+FROM patient_keys
+WHERE business_id = $1 AND patient_id = $2 AND destroyed_at IS NULL;

@@ -29,8 +29,8 @@ WHERE parked AND projection = ANY($1::text[]) AND stream_id = ANY($2::text[]);
 -- against unnest() with the version in it was planned as a hash join over the whole
 -- log once prepared (measured: 41-50 ms a batch).
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE stream_id = ANY($1::text[])
 ORDER BY stream_id, stream_version;
 
@@ -163,13 +163,13 @@ SELECT projection, stream_id FROM retried;
 -- One row per patient (the batch keeps each patient's latest); the guard makes the
 -- result independent of processing order across streams and workers.
 INSERT INTO patients AS p (business_id, patient_id, customer_id, first_name, last_name, email, phone,
-                           date_of_birth, source_position, updated_at)
+                           date_of_birth, source_position, updated_at, erased)
 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::date[], $9::bigint[], $10::timestamptz[])
+                     $8::date[], $9::bigint[], $10::timestamptz[], $11::bool[])
 ON CONFLICT (business_id, patient_id) DO UPDATE
 SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
     phone = EXCLUDED.phone, date_of_birth = EXCLUDED.date_of_birth,
-    source_position = EXCLUDED.source_position, updated_at = EXCLUDED.updated_at
+    source_position = EXCLUDED.source_position, updated_at = EXCLUDED.updated_at, erased = EXCLUDED.erased
 WHERE p.source_position < EXCLUDED.source_position;
 
 -- name: get_consultation_rows

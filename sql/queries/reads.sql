@@ -63,14 +63,14 @@ ORDER BY position, consultation_id
 LIMIT $5;
 
 -- name: patient
-SELECT patient_id, customer_id, first_name, last_name, email, phone, date_of_birth, updated_at
+SELECT patient_id, customer_id, first_name, last_name, email, phone, date_of_birth, updated_at, erased
 FROM patients
 WHERE business_id = $1 AND patient_id = $2;
 
 -- name: patients
 -- Keyset on patient_id (the primary key's second column); the first page
 -- passes the nil UUID, which no patient has (their ids are name-based, version 5).
-SELECT patient_id, customer_id, first_name, last_name, email, phone, date_of_birth, updated_at
+SELECT patient_id, customer_id, first_name, last_name, email, phone, date_of_birth, updated_at, erased
 FROM patients
 WHERE business_id = $1 AND patient_id > $2
 ORDER BY patient_id

@@ -49,23 +49,23 @@ ANALYZE intake_rebuild.{table};
 -- name: snapshot
 -- The first statement of the bulk read's REPEATABLE READ transaction: this is its snapshot.
 SELECT pg_current_snapshot()::text AS snapshot, (SELECT count(*) FROM events) AS events,
-       (SELECT count(*) FROM events WHERE event_type = 'consult.submitted') AS submissions;
+       (SELECT count(*) FROM events WHERE event_type IN ('consult.submitted', 'patient.forgotten')) AS submissions;
 
 -- name: log_in_stream_order
 -- The whole log, one stream after another (an index scan on events_stream_version_key, no sort):
 -- a consultation's events are all in its slot's stream, so a fold needs one stream in memory.
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 ORDER BY stream_id, stream_version;
 
 -- name: submissions_in_patient_order
 -- A patient's submissions come from several slots' streams; grouped by patient here (the server
 -- sorts, spilling to disk past work_mem), in log order within a patient: "latest wins by position".
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at, payload ->> 'patient_id' AS patient_key
-FROM events
-WHERE event_type = 'consult.submitted'
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id, payload ->> 'patient_id' AS patient_key
+FROM event_rows
+WHERE event_type IN ('consult.submitted', 'patient.forgotten')
 ORDER BY business_id, patient_key, position;
 
 -- name: streams_since
@@ -141,19 +141,19 @@ LIMIT 1;
 -- name: covered_in_stream_order
 -- What projection $1's checkpoints say it has applied, one stream after another.
 SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
-       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at, e.key_id, e.wrapped_key, e.kek_id
 FROM projection_checkpoints c
-JOIN events e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
+JOIN event_rows e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
 WHERE c.projection = $1
 ORDER BY e.stream_id, e.stream_version;
 
 -- name: covered_submissions_in_patient_order
 SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
-       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at, e.key_id, e.wrapped_key, e.kek_id,
        e.payload ->> 'patient_id' AS patient_key
 FROM projection_checkpoints c
-JOIN events e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
-WHERE c.projection = $1 AND e.event_type = 'consult.submitted'
+JOIN event_rows e ON e.stream_id = c.stream_id AND e.stream_version <= c.version
+WHERE c.projection = $1 AND e.event_type IN ('consult.submitted', 'patient.forgotten')
 ORDER BY e.business_id, patient_key, e.position;
 
 -- name: create_scratch_table

@@ -3,8 +3,8 @@
 -- with its values, so PostgreSQL plans for them (a custom plan folds away the NULL tests) and a
 -- consultation filter walks events_by_consultation, a position range the primary key.
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE position BETWEEN $1 AND $2
   AND ($3::int8 IS NULL OR business_id = $3)
   AND ($4::text IS NULL OR stream_id = $4)
@@ -18,8 +18,8 @@ ORDER BY position;
 -- Every event that names the consultation: its stream's submission and decision, and the
 -- submissions deduplicated onto it from other streams (events_by_consultation, 0008).
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
-FROM events
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
 WHERE payload ->> 'consultation_id' = $1 AND business_id = $2
 ORDER BY position;
 
@@ -50,11 +50,11 @@ WITH horizon AS (
     SELECT greatest(pg_snapshot_xmax(pg_current_snapshot())::text::numeric - 2147483648, 0)::text::xid8 AS oldest
 )
 SELECT e.position, e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, e.business_id,
-       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at,
+       e.payload::text AS payload, e.metadata::text AS metadata, e.recorded_at, e.key_id, e.wrapped_key, e.kek_id,
        CASE WHEN e.tx_id >= horizon.oldest THEN pg_xact_commit_timestamp(e.tx_id::xid) END AS committed_at
-FROM events AS e, horizon
+FROM event_rows AS e, horizon
 WHERE e.recorded_at <= $1
   AND ($2::int8 IS NULL OR e.business_id = $2)
   AND ($3::text IS NULL OR e.payload ->> 'consultation_id' = $3)
-  AND ($4::text IS NULL OR (e.event_type = 'consult.submitted' AND e.payload ->> 'patient_id' = $4))
+  AND ($4::text IS NULL OR (e.event_type IN ('consult.submitted', 'patient.forgotten') AND e.payload ->> 'patient_id' = $4))
 ORDER BY e.position;

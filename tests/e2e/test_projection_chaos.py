@@ -62,7 +62,7 @@ def own_redis(tmp_path):
 
 @pytest.mark.timeout(240)
 async def test_read_models_converge_on_the_log_through_worker_kills_and_a_redis_wipe(
-        settings, tenant, db, tmp_path, own_redis):
+        settings, tenant, db, tmp_path, own_redis, keyring):
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": own_redis.url()}
     api = ApiProcess(env, tmp_path / "api.log")
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in range(2)]
@@ -76,7 +76,7 @@ async def test_read_models_converge_on_the_log_through_worker_kills_and_a_redis_
         for worker in workers:  # quiesce: both workers up (a no-op for a running one), Redis up
             worker.start()
         assert own_redis.running
-        relayed_s, converged_s = await wait_until_converged(db, workers, deadline_s=CONVERGE_DEADLINE_S,
+        relayed_s, converged_s = await wait_until_converged(db, keyring, workers, deadline_s=CONVERGE_DEADLINE_S,
                                                             poll_s=POLL_S)
         failures = await db.fetchval("SELECT count(*) FROM projection_failures")
         print(f"\nload {chaos.load_s:.1f}s, answers {dict(load.statuses)}; {chaos.kills} worker kills; Redis wiped "

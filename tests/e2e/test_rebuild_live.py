@@ -73,7 +73,7 @@ async def rebuild_while(settings, load_task: asyncio.Task[None]) -> tuple[list[t
 
 
 @pytest.mark.timeout(120)
-async def test_a_rebuild_under_load_fails_no_request_and_verify_then_passes(settings, tenant, db, tmp_path):
+async def test_a_rebuild_under_load_fails_no_request_and_verify_then_passes(settings, tenant, db, tmp_path, keyring):
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     api, worker = ApiProcess(env, tmp_path / "api.log"), WorkerProcess(env, tmp_path / "worker.log")
     load = Load(PLAN, tenant.key)
@@ -86,7 +86,7 @@ async def test_a_rebuild_under_load_fails_no_request_and_verify_then_passes(sett
         rebuilds, verifies_during_load = await rebuild_while(settings, load_task)
         await load_task
         read_statuses = await reads
-        await wait_until_converged(db, [worker], deadline_s=CONVERGE_DEADLINE_S, poll_s=0.2)
+        await wait_until_converged(db, keyring, [worker], deadline_s=CONVERGE_DEADLINE_S, poll_s=0.2)
         verified = await run_cli(settings, "verify")
 
     assert all(code == 0 and "rebuilt patients, consultations, approvals" in out
@@ -113,7 +113,7 @@ async def digest(db: asyncpg.Connection) -> list[object]:
 
 
 @pytest.mark.timeout(120)
-async def test_a_rebuild_killed_midway_leaves_live_tables_untouched_and_a_rerun_completes(settings, tenant, db):
+async def test_a_rebuild_killed_midway_leaves_live_tables_untouched_and_a_rerun_completes(settings, tenant, db, keyring):
     business_id = await db.fetchval("SELECT id FROM businesses WHERE slug = $1", tenant.slug)
     await write_log(db, business_id=business_id, events=KILL_LOG_EVENTS)
     assert (await run_cli(settings, "rebuild"))[0] == 0  # the live tables, made by a first rebuild
@@ -127,7 +127,7 @@ async def test_a_rebuild_killed_midway_leaves_live_tables_untouched_and_a_rerun_
             assert child.poll() is None and time.monotonic() < deadline, "the rebuild wrote no shadow rows"
             await asyncio.sleep(POLL_S)
         with pytest.raises(RebuildBusy):  # two at once: the second is refused
-            await rebuild(settings.owner_database_url, list(PROJECTIONS))
+            await rebuild(settings.owner_database_url, list(PROJECTIONS), keyring)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)

@@ -64,14 +64,14 @@ async def as_of(database_url: str, at: dt.datetime, *args: str) -> dict[str, Any
 
 
 async def test_as_of_each_moment_equals_what_the_read_tables_and_the_api_said_then(
-        settings, tenant, other_tenant, db, pool):
+        settings, tenant, other_tenant, db, pool, keyring):
     acme = await business_id(db, tenant)
     moments: list[tuple[dt.datetime, dict[str, Any], dict[str, Any], Any]] = []
     async with api(settings) as client:
         first: dict[str, Any] = {}
 
         async def moment() -> None:
-            await Projector(pool).sweep()
+            await Projector(pool, keyring).sweep()
             tables = await read_tables(db, acme)
             mine = await read_tables(db, acme, first["consultation_id"]) if first else None
             answer = (await ok(read(client, tenant, f"/consultations/{first['consultation_id']}"))) if first else None

@@ -26,8 +26,8 @@ async def pool(database_url):
     "TRUNCATE events",
     "TRUNCATE events CASCADE",
 ])
-async def test_the_database_refuses_to_change_or_remove_events(pool, statement):
-    await append(EventStore(pool), "s-1", 0)
+async def test_the_database_refuses_to_change_or_remove_events(pool, statement, keyring):
+    await append(EventStore(pool, keyring), "s-1", 0)
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute(statement)
@@ -38,8 +38,8 @@ async def test_the_database_refuses_to_change_or_remove_events(pool, statement):
         assert await conn.fetchval("SELECT count(*) FROM events") == 1
 
 
-async def test_appending_after_a_stale_version_conflicts_and_writes_nothing(pool):
-    store = EventStore(pool)
+async def test_appending_after_a_stale_version_conflicts_and_writes_nothing(pool, keyring):
+    store = EventStore(pool, keyring)
     await append(store, "s-1", 0)
     with pytest.raises(AppendConflict):
         await append(store, "s-1", 0)
@@ -48,8 +48,8 @@ async def test_appending_after_a_stale_version_conflicts_and_writes_nothing(pool
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 1
 
 
-async def test_a_losing_request_in_a_shared_commit_does_not_abort_the_winners(pool):
-    store = EventStore(pool)
+async def test_a_losing_request_in_a_shared_commit_does_not_abort_the_winners(pool, keyring):
+    store = EventStore(pool, keyring)
     results = await asyncio.gather(*(append(store, "hot", 0) for _ in range(10)),
                                    *(append(store, f"cold-{i}", 0) for i in range(10)), return_exceptions=True)
     conflicts = [r for r in results[:10] if isinstance(r, AppendConflict)]
@@ -61,9 +61,9 @@ async def test_a_losing_request_in_a_shared_commit_does_not_abort_the_winners(po
                                    "WHERE o.position IS NULL") == 0
 
 
-async def test_global_reader_waits_for_a_lower_position_that_commits_later(pool, database_url):
+async def test_global_reader_waits_for_a_lower_position_that_commits_later(pool, database_url, keyring):
     """The trap a position-ordered reader falls into: position 1 commits after position 2."""
-    store = EventStore(pool)
+    store = EventStore(pool, keyring)
     slow = await asyncpg.connect(database_url)
     try:
         tx = slow.transaction()
@@ -86,7 +86,7 @@ async def test_global_reader_waits_for_a_lower_position_that_commits_later(pool,
     assert [e.position for e in await store.read_all(after=0, limit=10)] == [low, high]
 
 
-async def test_global_reader_following_positions_sees_every_event_exactly_once(pool):
+async def test_global_reader_following_positions_sees_every_event_exactly_once(pool, keyring):
     """Concurrent appenders whose commits are delayed at random; a follower reads in small pages."""
     rng = random.Random(7)
 
@@ -94,7 +94,7 @@ async def test_global_reader_following_positions_sees_every_event_exactly_once(p
         if point == "append.before_commit":
             await asyncio.sleep(rng.random() * 0.03)
 
-    stores = [EventStore(pool, fault=delayed_commit) for _ in range(4)]  # four independent committers
+    stores = [EventStore(pool, keyring, fault=delayed_commit) for _ in range(4)]  # four independent committers
     appenders_done = asyncio.Event()
     seen: list[int] = []
 
@@ -126,7 +126,7 @@ async def test_global_reader_following_positions_sees_every_event_exactly_once(p
     assert sorted(seen) == sorted(committed), "an event was skipped"
 
 
-async def test_global_reader_orders_transaction_ids_as_numbers_not_text(pool):
+async def test_global_reader_orders_transaction_ids_as_numbers_not_text(pool, keyring):
     """Regression: ordering by a text alias of tx_id put xid 10 before xid 9 and repeated pages."""
     async with pool.acquire() as conn:
         for tx_id, stream in (("9", "a"), ("10", "b"), ("11", "c")):  # long finished: below any horizon
@@ -135,7 +135,7 @@ async def test_global_reader_orders_transaction_ids_as_numbers_not_text(pool):
                 "payload, metadata, tx_id) VALUES ($1, $2, 1, 'consult.decided', 1, 1, $3, '{}', $4::text::xid8)",
                 uuid.uuid4(), stream, '{"type":"consult.decided.v1","consultation_id":"%s","decision":"approved",'
                 '"reason":"r","clinician_id":"c","decided_at":"2026-01-01T00:00:00Z"}' % uuid.uuid4(), tx_id)
-    store = EventStore(pool)
+    store = EventStore(pool, keyring)
     seen, after = [], 0
     while page := await store.read_all(after=after, limit=1):
         seen.append(page[0].stream_id)

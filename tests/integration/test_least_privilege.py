@@ -29,6 +29,9 @@ EXPECTED_GRANTS = {
     "projection_floors": UPSERTED | {"DELETE"},
     "businesses": {"SELECT"}, "api_keys": {"SELECT"},
     "schema_migrations": {"SELECT"},
+    # Keys: created and locked (FOR SHARE needs UPDATE) by appends, destroyed by the admin forget
+    # endpoint; a process registers its KEK at start; every reader reads the log through event_rows.
+    "patient_keys": UPSERTED, "key_encryption_keys": {"SELECT", "INSERT"}, "event_rows": {"SELECT"},
 }
 PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
 

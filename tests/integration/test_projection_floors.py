@@ -28,9 +28,9 @@ async def floors(db: asyncpg.Connection) -> dict[str, int]:
     return {r["projection"]: r["position"] for r in await db.fetch("SELECT projection, position FROM projection_floors")}
 
 
-async def test_the_sweep_moves_every_floor_to_the_head_and_then_reads_only_what_follows(settings, tenant, pool, db):
+async def test_the_sweep_moves_every_floor_to_the_head_and_then_reads_only_what_follows(settings, tenant, pool, db, keyring):
     await submit_many(settings, tenant.key, [submission(customer_id=f"cus_{i}") for i in range(5)])
-    projector = Projector(pool)
+    projector = Projector(pool, keyring)
     assert await projector.sweep() == 5 * 3
     head = await db.fetchval("SELECT max(position) FROM events")
     assert await floors(db) == {"patients": head, "consultations": head, "approvals": head}
@@ -46,10 +46,10 @@ async def test_the_sweep_moves_every_floor_to_the_head_and_then_reads_only_what_
     # ... until its floor is dropped, as `projections retry` and a rebuild do.
     await db.execute("DELETE FROM projection_floors WHERE projection = 'approvals'")
     assert await projector.sweep() == 1
-    assert await actual_tables(db) == await expected_tables(db)
+    assert await actual_tables(db) == await expected_tables(db, keyring)
 
 
-async def test_a_floor_never_passes_an_event_whose_transaction_is_still_open(pool, db):
+async def test_a_floor_never_passes_an_event_whose_transaction_is_still_open(pool, db, keyring):
     held, release = asyncio.Event(), asyncio.Event()
 
     async def hold_commit(point: str) -> None:
@@ -57,11 +57,11 @@ async def test_a_floor_never_passes_an_event_whose_transaction_is_still_open(poo
             held.set()
             await release.wait()
 
-    projector = Projector(pool, projections={patients.NAME: apply_patients})
-    slow = asyncio.create_task(append(EventStore(pool, fault=hold_commit), "slow", 0))
+    projector = Projector(pool, keyring, projections={patients.NAME: apply_patients})
+    slow = asyncio.create_task(append(EventStore(pool, keyring, fault=hold_commit), "slow", 0))
     try:
         await asyncio.wait_for(held.wait(), 10)  # slow's event has its position, uncommitted
-        fast = await append(EventStore(pool), "fast", 0)
+        fast = await append(EventStore(pool, keyring), "fast", 0)
         assert await projector.sweep() == 1  # fast's event: slow's is not visible yet
         assert (await floors(db)).get("patients", 0) < fast  # and the floor stops short of it
     finally:
@@ -73,13 +73,13 @@ async def test_a_floor_never_passes_an_event_whose_transaction_is_still_open(poo
     assert await projector.sweep() == 0
 
 
-async def test_status_counts_lag_after_the_floor_and_parked_streams_apart(settings, tenant, pool, db):
+async def test_status_counts_lag_after_the_floor_and_parked_streams_apart(settings, tenant, pool, db, keyring):
     await submit_many(settings, tenant.key, [submission(customer_id="cus_ok"), submission(customer_id="c" * 120)])
     await db.execute("ALTER TABLE consultations ADD CONSTRAINT short_customer CHECK (length(customer_id) < 100)")
     before = {row.projection: row for row in await status(db)}
     assert {name: row.lag_events for name, row in before.items()} == {
         "approvals": 2, "consultations": 2, "patients": 2}
-    projector = Projector(pool)
+    projector = Projector(pool, keyring)
     for _ in range(PARK_AFTER_ATTEMPTS):
         await projector.sweep()
     after = {row.projection: row for row in await status(db)}
@@ -95,4 +95,4 @@ async def test_status_counts_lag_after_the_floor_and_parked_streams_apart(settin
     assert len(await retry(db, None)) == 1
     assert "consultations" not in await floors(db)
     assert await projector.sweep() == 1
-    assert await actual_tables(db) == await expected_tables(db)
+    assert await actual_tables(db) == await expected_tables(db, keyring)

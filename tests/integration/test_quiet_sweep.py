@@ -12,11 +12,11 @@ from projections.projector import Projector
 from service.logs import configure_logging
 
 
-async def test_a_sweep_that_finds_nothing_logs_nothing_at_info(database_url):
+async def test_a_sweep_that_finds_nothing_logs_nothing_at_info(database_url, keyring):
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
         with structlog.testing.capture_logs() as seen:
-            assert await Projector(pool).sweep() == 0
+            assert await Projector(pool, keyring).sweep() == 0
     finally:
         await pool.close()
     assert [entry for entry in seen if entry["log_level"] != "debug"] == []

@@ -22,14 +22,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-async def test_malformed_query_parameters_are_400_problems_on_every_list(settings, tenant, pool):
+async def test_malformed_query_parameters_are_400_problems_on_every_list(settings, tenant, pool, keyring):
     foreign_cursor = base64.urlsafe_b64encode(f"p:{uuid.uuid4()}".encode()).decode()
     bad_params = [{"limit": "0"}, {"limit": "abc"}, {"limit": "-1"}, {"limit": "1.5"}, {"cursor": "not-a-cursor"},
                   {"cursor": "%%%"}, {"cursor": base64.urlsafe_b64encode(b"c:99999999999999999999:x").decode()},
                   {"min_position": "abc"}, {"min_position": "-3"}, {"min_position": str(2**64)}]
     async with api(settings) as client:
         await submit(client, tenant)
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         for path in LISTS:
             for params in bad_params + ([] if path == "/patients" else [{"status": "open"}]):
                 response = await read(client, tenant, path, **params)
@@ -38,10 +38,10 @@ async def test_malformed_query_parameters_are_400_problems_on_every_list(setting
         assert_problem(await read(client, tenant, "/consultations", cursor=foreign_cursor), 400, "invalid-parameter")
 
 
-async def test_a_key_of_one_business_is_forbidden_on_another_business_urls(settings, tenant, other_tenant, pool):
+async def test_a_key_of_one_business_is_forbidden_on_another_business_urls(settings, tenant, other_tenant, pool, keyring):
     async with api(settings) as client:
         theirs = await submit(client, other_tenant)
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         paths = [*LISTS, f"/consultations/{theirs['consultation_id']}", f"/patients/{uuid.uuid4()}"]
         for path in paths:
             for key in (tenant.key, tenant.read_only_key):
@@ -56,11 +56,11 @@ async def test_a_key_without_the_read_scope_is_forbidden(settings, tenant, db):
         assert (await read(client, tenant, "/consultations", key="ik_unknown")).status_code == 401
 
 
-async def test_a_business_never_sees_another_business_rows(settings, tenant, other_tenant, pool):
+async def test_a_business_never_sees_another_business_rows(settings, tenant, other_tenant, pool, keyring):
     async with api(settings) as client:
         ours = await submit(client, tenant)
         theirs = await submit(client, other_tenant)  # the same customer and product ids, another business
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         listed = await ok(read(client, tenant, "/consultations"))
         patients = await ok(read(client, tenant, "/patients"))
         approvals = await ok(read(client, tenant, "/approvals"))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from events.privacy import Keyring
 from projections.projector import Projector
 from tests.support.consults import submit
 from tests.support.reads import api, assert_problem, ok, read
@@ -23,7 +24,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-async def sweep_once_the_read_is_waiting(pool: asyncpg.Pool, request: asyncio.Task, at_least_s: float = 0.1) -> None:
+async def sweep_once_the_read_is_waiting(pool: asyncpg.Pool, keyring: Keyring, request: asyncio.Task,
+                                         at_least_s: float = 0.1) -> None:
     """Project the log once the read has been in flight for `at_least_s`, and prove it was still waiting."""
     started = time.monotonic()
     while time.monotonic() - started < at_least_s and not request.done():
@@ -31,17 +33,18 @@ async def sweep_once_the_read_is_waiting(pool: asyncpg.Pool, request: asyncio.Ta
     if request.done():
         await request  # an early error answer fails here, with its body
         pytest.fail("the read answered before the projector ran")
-    await Projector(pool).sweep()
+    await Projector(pool, keyring).sweep()
 
 
 @pytest.mark.parametrize("path", ["/consultations/{consultation_id}", "/consultations", "/patients", "/approvals"])
-async def test_min_position_waits_for_the_projector_and_answers_with_the_fresh_row(settings, tenant, pool, path):
+async def test_min_position_waits_for_the_projector_and_answers_with_the_fresh_row(settings, tenant, pool, path,
+                                                                                   keyring):
     async with api(settings) as client:
         for round_ in range(2):  # the second time, the server's floor is past the first write
             sent = await submit(client, tenant, customer_id=f"cus_{round_}")
             request = asyncio.create_task(
                 ok(read(client, tenant, path.format(**sent), min_position=sent["position"])))
-            await sweep_once_the_read_is_waiting(pool, request)
+            await sweep_once_the_read_is_waiting(pool, keyring, request)
             body = await request
             items = body["items"] if "items" in body else [body]
             assert f"cus_{round_}" in {item["customer_id"] for item in items}
@@ -71,10 +74,10 @@ async def test_min_position_past_the_logs_head_is_400_at_once_not_a_wait(setting
 
 
 async def test_min_position_already_applied_answers_at_once_whatever_other_businesses_lag(
-        settings, tenant, other_tenant, pool):
+        settings, tenant, other_tenant, pool, keyring):
     async with api(settings) as client:
         sent = await submit(client, tenant)
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         theirs = await submit(client, other_tenant)  # never projected
         for position in (sent["position"], theirs["position"]):
             started = time.monotonic()
@@ -84,15 +87,15 @@ async def test_min_position_already_applied_answers_at_once_whatever_other_busin
 
 
 async def test_min_position_waits_again_when_checkpoints_are_reset_under_the_servers_floor(
-        settings, tenant, pool, db):
+        settings, tenant, pool, db, keyring):
     async with api(settings) as client:
         sent = await submit(client, tenant)
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         await ok(read(client, tenant, "/consultations", min_position=sent["position"]))  # the floor moves past it
         # What a rebuild does: the read model and its checkpoints start again from nothing.
         await db.execute("DELETE FROM projection_checkpoints WHERE projection = 'consultations'")
         await db.execute("DELETE FROM consultations")
         request = asyncio.create_task(ok(read(client, tenant, "/consultations", min_position=sent["position"])))
-        await sweep_once_the_read_is_waiting(pool, request)
+        await sweep_once_the_read_is_waiting(pool, keyring, request)
         body = await request
     assert [c["consultation_id"] for c in body["items"]] == [sent["consultation_id"]]

@@ -17,7 +17,7 @@ from tests.support.reads import api, assert_problem, business_id, ok, read, walk
 CONSULTATION_FIELDS = {"consultation_id", "submission_id", "patient_id", "customer_id", "product_id", "status",
                        "submitted_at", "decided_at", "decision", "version", "consent"}
 PATIENT_FIELDS = {"patient_id", "customer_id", "first_name", "last_name", "email", "phone", "date_of_birth",
-                  "updated_at"}
+                  "updated_at", "erased"}
 APPROVAL_FIELDS = {"consultation_id", "customer_id", "product_id", "status", "requested_at", "decided_at",
                    "clinician_id"}
 
@@ -29,10 +29,10 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def test_pages_of_seven_walk_twenty_five_consultations_exactly_once_in_submission_order(
-        settings, tenant, pool):
+        settings, tenant, pool, keyring):
     async with api(settings) as client:
         submitted = [await submit(client, tenant, customer_id=f"cus_{i}") for i in range(25)]
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         pages = await walk(client, tenant, "/consultations", limit=7)
     assert [len(page) for page in pages] == [7, 7, 7, 4]
     seen = [item["consultation_id"] for page in pages for item in page]
@@ -55,10 +55,10 @@ async def test_lists_default_to_twenty_items_and_clamp_a_limit_above_one_hundred
     assert len(rest["items"]) == 30 and rest["next_cursor"] is None
 
 
-async def test_a_consultation_and_its_patient_read_by_id_show_the_submission(settings, tenant, pool):
+async def test_a_consultation_and_its_patient_read_by_id_show_the_submission(settings, tenant, pool, keyring):
     async with api(settings) as client:
         sent = await submit(client, tenant, customer_id="cus_ada")
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         consultation = await ok(read(client, tenant, f"/consultations/{sent['consultation_id']}"))
         patient = await ok(read(client, tenant, f"/patients/{consultation['patient_id']}"))
     assert set(consultation) == CONSULTATION_FIELDS
@@ -79,10 +79,10 @@ async def test_an_unknown_or_malformed_id_is_404(settings, tenant, path):
             assert_problem(await read(client, tenant, path.format(id_)), 404, "not-found")
 
 
-async def test_status_and_customer_filters_select_only_matching_consultations(settings, tenant, pool, db):
+async def test_status_and_customer_filters_select_only_matching_consultations(settings, tenant, pool, db, keyring):
     async with api(settings) as client:
         sent = [await submit(client, tenant, customer_id=f"cus_{i % 2}", product_id=f"prod_{i}") for i in range(6)]
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         # A decided consultation, written straight into the read model: the decision
         # endpoint is tested elsewhere, the read of a decided row is tested here.
         decided = sent[2]["consultation_id"]
@@ -110,11 +110,11 @@ async def test_status_and_customer_filters_select_only_matching_consultations(se
     assert [(a["consultation_id"], a["clinician_id"]) for a in approved_queue["items"]] == [(decided, "clin_7")]
 
 
-async def test_patients_page_in_patient_id_order_each_exactly_once(settings, tenant, pool):
+async def test_patients_page_in_patient_id_order_each_exactly_once(settings, tenant, pool, keyring):
     async with api(settings) as client:
         for i in range(5):
             await submit(client, tenant, customer_id=f"cus_{i}")
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         pages = await walk(client, tenant, "/patients", limit=2)
     assert [len(page) for page in pages] == [2, 2, 1]
     ids = [p["patient_id"] for page in pages for p in page]

@@ -34,12 +34,12 @@ async def pool(database_url):
 
 
 @pytest.fixture
-async def projected(db, pool):
+async def projected(db, pool, keyring):
     """A generated log plus one poison event (a decision for a consultation never submitted), projected
     by the live projector until the poison is parked."""
     await write_log(db, business_id=1, events=LOG_EVENTS)
-    await append(EventStore(pool), "poison-stream", 0)
-    projector = Projector(pool)
+    await append(EventStore(pool, keyring), "poison-stream", 0)
+    projector = Projector(pool, keyring)
     for _ in range(PARK_AFTER_ATTEMPTS):
         await projector.sweep()
     assert await db.fetchval("SELECT count(*) FROM projection_failures WHERE parked") == 2  # consultations, approvals
@@ -70,36 +70,36 @@ async def oids(db: asyncpg.Connection) -> list[int]:
 
 
 async def test_a_rebuild_swaps_in_what_the_live_projector_made_with_the_same_names_grants_and_checkpoints(
-        projected, settings, db, pool):
+        projected, settings, db, pool, keyring):
     tables, before, old_oids = await actual_tables(db), await catalog(db), await oids(db)
 
-    rebuilt = await rebuild(settings.owner_database_url, list(PROJECTIONS))
+    rebuilt = await rebuild(settings.owner_database_url, list(PROJECTIONS), keyring)
 
     assert rebuilt.projections == list(PROJECTIONS) and rebuilt.events == LOG_EVENTS + 1  # and the poison
     assert set(await oids(db)).isdisjoint(old_oids)  # new tables...
     assert await actual_tables(db) == tables  # ...with the same rows
     assert await catalog(db) == before  # the parked poison is parked again, at the same event
     assert await db.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'intake_rebuild'") == 0
-    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS)))
-    assert await Projector(pool).sweep() == 0  # the live projector finds nothing left to do
+    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS), keyring))
+    assert await Projector(pool, keyring).sweep() == 0  # the live projector finds nothing left to do
 
 
-async def test_a_rebuild_of_one_projection_leaves_the_others_alone(projected, settings, db):
+async def test_a_rebuild_of_one_projection_leaves_the_others_alone(projected, settings, db, keyring):
     old = await oids(db)
-    await rebuild(settings.owner_database_url, ["approvals"])
+    await rebuild(settings.owner_database_url, ["approvals"], keyring)
     new = await oids(db)
     assert new[:2] == old[:2] and new[2] != old[2]
-    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS)))
+    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS), keyring))
 
 
-async def test_verify_names_the_rows_changed_behind_the_projector_s_back_by_key_and_column(projected, db):
+async def test_verify_names_the_rows_changed_behind_the_projector_s_back_by_key_and_column(projected, db, keyring):
     consultation = await db.fetchval("SELECT consultation_id FROM consultations WHERE status = 'pending' LIMIT 1")
     approval = await db.fetchval("SELECT consultation_id FROM approvals ORDER BY consultation_id LIMIT 1")
     await db.execute("UPDATE consultations SET status = 'approved', reason = 'forged' WHERE consultation_id = $1",
                      consultation)
     await db.execute("DELETE FROM approvals WHERE consultation_id = $1", approval)
 
-    verdicts = {v.projection: v for v in await verify(db, list(PROJECTIONS))}
+    verdicts = {v.projection: v for v in await verify(db, list(PROJECTIONS), keyring)}
 
     assert verdicts["patients"].equal
     assert verdicts["consultations"].differing == 1
@@ -127,12 +127,12 @@ async def test_the_verify_command_exits_1_naming_the_key_and_column_but_not_the_
     assert "example.com" not in done.stdout + done.stderr
 
 
-async def test_a_second_rebuild_is_refused_while_another_holds_the_lock(projected, settings, db):
+async def test_a_second_rebuild_is_refused_while_another_holds_the_lock(projected, settings, db, keyring):
     holder = await asyncpg.connect(settings.owner_database_url)
     try:
         assert await holder.fetchval("SELECT pg_try_advisory_lock(7301001)")  # what a running rebuild holds
         with pytest.raises(RebuildBusy):
-            await rebuild(settings.owner_database_url, list(PROJECTIONS))
+            await rebuild(settings.owner_database_url, list(PROJECTIONS), keyring)
         done = run_cli(settings, "rebuild")
         assert done.returncode == 1
         assert done.stderr.strip().splitlines() == ["intake: error: another rebuild is running (it holds the "
@@ -143,7 +143,7 @@ async def test_a_second_rebuild_is_refused_while_another_holds_the_lock(projecte
 
 
 async def test_a_version_1_submission_recorded_by_an_older_release_rebuilds_as_it_projected(
-        projected, settings, db, pool):
+        projected, settings, db, pool, keyring):
     consultation = uuid.uuid4()
     payload = v1_payload(submission_id=uuid.uuid4(), consultation_id=consultation, patient_id=uuid.uuid4(),
                          customer_id="cus_v1")
@@ -151,11 +151,11 @@ async def test_a_version_1_submission_recorded_by_an_older_release_rebuilds_as_i
     await db.execute("INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, "
                      "business_id, payload, metadata) VALUES ($1, 'v1-stream', 1, 'consult.submitted', 1, 1, "
                      "$2::jsonb, '{}'::jsonb)", uuid.uuid4(), payload)
-    await Projector(pool).sweep()
+    await Projector(pool, keyring).sweep()
     live = await actual_tables(db)
     assert live["consultations"][consultation]["consent_accepted_at"] is None
 
-    await rebuild(settings.owner_database_url, list(PROJECTIONS))
+    await rebuild(settings.owner_database_url, list(PROJECTIONS), keyring)
 
     assert await actual_tables(db) == live
-    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS)))
+    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS), keyring))

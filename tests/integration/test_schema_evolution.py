@@ -66,8 +66,8 @@ async def pool(settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-async def test_a_version_1_submission_replays_upcast_with_its_recorded_version(settings, db, pool, old_submission):
-    [event] = await EventStore(pool).read_all(after=0, limit=10)
+async def test_a_version_1_submission_replays_upcast_with_its_recorded_version(settings, db, pool, old_submission, keyring):
+    [event] = await EventStore(pool, keyring).read_all(after=0, limit=10)
     assert (event.event_type, event.schema_version, event.position) == ("consult.submitted", 1, old_submission.position)
     assert isinstance(event.data, ConsultSubmitted) and event.data.consent is None
     assert event.data.submission_id == old_submission.submission_id
@@ -83,12 +83,12 @@ async def test_a_version_1_submission_replays_upcast_with_its_recorded_version(s
 
 
 async def test_a_version_1_submission_projects_to_a_consultation_without_consent(settings, db, pool, tenant,
-                                                                                 old_submission):
-    await Projector(pool).sweep()
+                                                                                 old_submission, keyring):
+    await Projector(pool, keyring).sweep()
     row = await db.fetchrow("SELECT * FROM consultations")
     assert (row["consultation_id"], row["status"]) == (old_submission.consultation_id, "pending")
     assert (row["consent_document_version"], row["consent_accepted_at"]) == (None, None)
-    assert await actual_tables(db) == await expected_tables(db)
+    assert await actual_tables(db) == await expected_tables(db, keyring)
     async with api(settings) as client:
         shown = await ok(read(client, tenant, f"/consultations/{old_submission.consultation_id}"))
         listed = await ok(read(client, tenant, "/consultations"))
@@ -96,16 +96,16 @@ async def test_a_version_1_submission_projects_to_a_consultation_without_consent
     assert shown["submitted_at"] == "2026-01-05T09:30:00Z" and listed["items"] == [shown]
 
 
-async def test_a_consultation_submitted_as_version_1_can_be_decided(settings, db, pool, tenant, old_submission):
+async def test_a_consultation_submitted_as_version_1_can_be_decided(settings, db, pool, tenant, old_submission, keyring):
     async with api(settings) as client:
         response = await client.post(DECIDE.format(slug=tenant.slug, consultation_id=old_submission.consultation_id),
                                      json=decision(), headers=headers(tenant.key))
         assert response.status_code == 200, response.text
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         shown = await ok(read(client, tenant, f"/consultations/{old_submission.consultation_id}"))
     assert (shown["status"], shown["decision"]["clinician_id"], shown["consent"]) == ("approved", "clin_7", None)
     assert shown["version"] == 2
-    assert await actual_tables(db) == await expected_tables(db)
+    assert await actual_tables(db) == await expected_tables(db, keyring)
 
 
 async def test_a_retry_of_a_request_first_sent_before_consent_existed_replays_its_answer(settings, db, tenant,
@@ -125,7 +125,7 @@ async def test_a_retry_of_a_request_first_sent_before_consent_existed_replays_it
     assert await db.fetchval("SELECT count(*) FROM events") == 1
 
 
-async def test_a_version_2_submission_carries_its_consent_to_the_consultation(settings, db, pool, tenant):
+async def test_a_version_2_submission_carries_its_consent_to_the_consultation(settings, db, pool, tenant, keyring):
     accepted = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=5)
     consent = {"document_version": "tc-2026.12_b", "accepted_at": accepted.astimezone(
         dt.timezone(dt.timedelta(hours=2))).isoformat()}
@@ -134,7 +134,7 @@ async def test_a_version_2_submission_carries_its_consent_to_the_consultation(se
                                      headers=headers(tenant.key))
         assert response.status_code == 202, response.text
         sent = response.json()
-        await Projector(pool).sweep()
+        await Projector(pool, keyring).sweep()
         shown = await ok(read(client, tenant, f"/consultations/{sent['consultation_id']}",
                               min_position=sent["position"]))
     assert shown["consent"]["document_version"] == "tc-2026.12_b"
@@ -142,15 +142,15 @@ async def test_a_version_2_submission_carries_its_consent_to_the_consultation(se
     row = await db.fetchrow("SELECT schema_version, payload->'consent' AS consent FROM events")
     assert row["schema_version"] == 2
     assert msgspec.json.decode(row["consent"]) == consent
-    assert await actual_tables(db) == await expected_tables(db)
+    assert await actual_tables(db) == await expected_tables(db, keyring)
 
 
-async def test_the_store_refuses_to_append_a_version_1_event_and_writes_nothing(db, pool, old_submission):
-    [recorded] = await EventStore(pool).read_all(after=0, limit=1)
+async def test_the_store_refuses_to_append_a_version_1_event_and_writes_nothing(db, pool, old_submission, keyring):
+    [recorded] = await EventStore(pool, keyring).read_all(after=0, limit=1)
     assert isinstance(recorded.data, ConsultSubmitted)
     old = ConsultSubmittedV1(**{k: v for k, v in msgspec.structs.asdict(recorded.data).items() if k != "consent"})
     with pytest.raises(NotWritable):
-        await EventStore(pool).append(
+        await EventStore(pool, keyring).append(
             stream_id="consult-another", expected_version=0, events=[(uuid.uuid4(), old)], business_id=1,
             metadata=EventMetadata(request_id="r", actor="cli:test", correlation_id="r"), idempotency=None)
     assert await db.fetchval("SELECT count(*) FROM events") == 1

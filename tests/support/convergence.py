@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from events.privacy import Keyring
 from projections.floors import survey
 from projections.projector import PROJECTIONS
 from tests.support.fold import actual_tables, expected_tables
@@ -18,8 +19,8 @@ from tests.support.workers import WorkerProcess
 SAMPLE = 3  # differing keys shown per table in a failure message
 
 
-async def wait_until_converged(db: asyncpg.Connection, workers: list[WorkerProcess], *, deadline_s: float,
-                               poll_s: float) -> tuple[float, float]:
+async def wait_until_converged(db: asyncpg.Connection, keyring: Keyring, workers: list[WorkerProcess], *,
+                               deadline_s: float, poll_s: float) -> tuple[float, float]:
     """Poll until the outbox is empty and the read tables equal a fresh fold of the log.
 
     Returns the seconds until the outbox was empty and until the tables matched.
@@ -30,11 +31,11 @@ async def wait_until_converged(db: asyncpg.Connection, workers: list[WorkerProce
         if await db.fetchval("SELECT count(*) FROM outbox") == 0:
             relayed_s = time.monotonic() - started if relayed_s is None else relayed_s
             async with db.transaction(isolation="repeatable_read"):  # both sides from one snapshot
-                expected, actual = await expected_tables(db), await actual_tables(db)
+                expected, actual = await expected_tables(db, keyring), await actual_tables(db)
             if expected == actual:
                 return relayed_s, time.monotonic() - started
         if time.monotonic() - started > deadline_s:
-            diff = divergence(await expected_tables(db), await actual_tables(db))
+            diff = divergence(await expected_tables(db, keyring), await actual_tables(db))
             logs = "\n".join(f"--- worker {n} log ends:\n{w.log_tail(1500)}" for n, w in enumerate(workers))
             pytest.fail(f"no convergence within {deadline_s:g}s\n{await projection_state(db)}\n{diff}\n{logs}")
         await asyncio.sleep(poll_s)

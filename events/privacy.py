@@ -1,0 +1,202 @@
+"""Personal data at rest: envelope encryption per patient, so a patient can be erased by
+destroying one key (crypto-shredding) while the log itself is never rewritten. Pure: no I/O.
+
+Each patient of a business has a data key (AES-256-GCM). It is stored only wrapped by a
+key-encryption key (KEK) that comes from configuration and never enters the database
+(`patient_keys`, migration 0010). An event's personal fields (PERSONAL_FIELDS) leave its
+payload and travel, encrypted with the patient's data key, in an envelope:
+
+    {"type": "consult.submitted.v2", "submission_id": …, "patient_id": …, …,
+     "sealed": {"key_id": "<uuid>", "ciphertext": "<base64: 12-byte nonce ‖ AES-GCM output>"}}
+
+The associated data is the event id and the key id, so a ciphertext moved to another event
+(or re-labelled with another key) fails its tag check instead of reading as someone else's
+data. Identifiers, types, times, consent and decisions stay in clear: the log stays
+queryable and its invariants (one open submission per slot) keep working without keys.
+
+Once the key is destroyed, the envelope reads as ERASED in every personal field, for
+every reader at once: readers get the wrapped key from the row's join with `patient_keys`,
+never from a cache of key ids, so no process can keep decrypting after `forget` commits.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from events.codec import decode_payload, encode_payload, split_tag, tag_of
+from events.types import ERASED, Event
+
+# Per event type (all its versions): the fields that are the patient's personal data.
+PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "consult.submitted": ("patient", "chief_complaint", "medical_history", "answers"),
+}
+KEY_BYTES = 32  # AES-256
+_NONCE_BYTES = 12  # AES-GCM's standard nonce; random, and a key encrypts far fewer than 2**32 messages
+_JSON = msgspec.json.Encoder()
+_ANY = msgspec.json.Decoder()
+
+
+class KeyEncryptionKeyError(Exception):
+    """The key-encryption key configuration cannot be used."""
+
+
+class Undecryptable(Exception):
+    """An event's personal data does not decrypt: its ciphertext was moved from another event,
+    altered, or its data key was changed; the log or `patient_keys` has been tampered with."""
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """The encrypted personal fields of one event, as the payload stores them."""
+
+    key_id: uuid.UUID
+    ciphertext: bytes
+
+
+class KeyEncryptionKeys:
+    """The configured KEKs: the first wraps new data keys; every one can unwrap (rotation)."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise KeyEncryptionKeyError("no key-encryption key is configured")
+        if any(len(key) != KEY_BYTES for key in keys):
+            raise KeyEncryptionKeyError(f"a key-encryption key must be {KEY_BYTES} bytes (base64 of 32 random bytes)")
+        self._by_id = {kek_id(key): AESGCM(key) for key in keys}
+        self.current_id = kek_id(keys[0])
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(self._by_id)
+
+    def wrap(self, key_id: uuid.UUID, data_key: bytes) -> tuple[bytes, str]:
+        """A data key wrapped by the current KEK (bound to its key id), and that KEK's id."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._by_id[self.current_id].encrypt(nonce, data_key, key_id.bytes), self.current_id
+
+    def unwrap(self, key_id: uuid.UUID, wrapped: bytes, wrapped_by: str) -> bytes:
+        """The data key; Undecryptable if it was not wrapped for this key id by that KEK."""
+        kek = self._by_id.get(wrapped_by)
+        if kek is None:
+            raise KeyEncryptionKeyError(f"data key {key_id} is wrapped by key-encryption key {wrapped_by}, "
+                                        "which is not configured")
+        try:
+            return kek.decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], key_id.bytes)
+        except InvalidTag:
+            raise Undecryptable(f"data key {key_id} does not unwrap: {Undecryptable.__doc__}") from None
+
+
+def kek_id(key: bytes) -> str:
+    """A KEK's public name: a hash prefix that identifies it without revealing it."""
+    return hashlib.sha256(b"intake key-encryption key\x00" + key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """One patient's data key, with the wrapped form `patient_keys` stores."""
+
+    key_id: uuid.UUID
+    business_id: int
+    patient_id: uuid.UUID
+    wrapped: bytes
+    kek_id: str
+    aead: AESGCM
+
+
+class Keyring:
+    """Seals and opens personal fields; caches unwrapped data keys, bounded (least recently used).
+
+    The read cache is keyed by (key id, wrapped bytes) as the row's join returned them, so it
+    only ever saves the unwrap: a destroyed key comes back from the join as NULL and reads as
+    erased whatever the cache holds. The write cache maps a patient to the key new events use;
+    the append statement checks that key is still live (events/store.py), so it is never stale.
+    """
+
+    def __init__(self, keks: KeyEncryptionKeys, *, sealing: bool = True, cache_size: int = 4096) -> None:
+        self.keks = keks
+        self.sealing = sealing  # False only to measure what encryption costs (bench/)
+        self._cache_size = cache_size
+        self._read: collections.OrderedDict[tuple[uuid.UUID, bytes], AESGCM] = collections.OrderedDict()
+        self._write: collections.OrderedDict[tuple[int, uuid.UUID], DataKey] = collections.OrderedDict()
+
+    def new_key(self, business_id: int, patient_id: uuid.UUID) -> DataKey:
+        """A fresh data key for a patient (stored by the append that first uses it)."""
+        key_id, raw = uuid.uuid4(), AESGCM.generate_key(bit_length=8 * KEY_BYTES)
+        wrapped, wrapped_by = self.keks.wrap(key_id, raw)
+        return DataKey(key_id, business_id, patient_id, wrapped, wrapped_by, AESGCM(raw))
+
+    def write_key(self, business_id: int, patient_id: uuid.UUID) -> DataKey:
+        """The key this process encrypts a patient's new events with: the last one it used or
+        learnt, else a new one."""
+        slot = (business_id, patient_id)
+        key = self._write.get(slot) or self.new_key(business_id, patient_id)
+        self._remember(self._write, slot, key)
+        return key
+
+    def use_for_writing(self, key: DataKey | None, business_id: int, patient_id: uuid.UUID) -> None:
+        """Replace the write key of a patient: the live one the database has, or none (a new one next)."""
+        self._write.pop((business_id, patient_id), None)
+        if key is not None:
+            self._remember(self._write, (business_id, patient_id), key)
+
+    def data_key(self, key_id: uuid.UUID, wrapped: bytes, wrapped_by: str) -> AESGCM:
+        """The unwrapped data key of a `patient_keys` row, cached."""
+        slot = (key_id, wrapped)
+        aead = self._read.get(slot) or AESGCM(self.keks.unwrap(key_id, wrapped, wrapped_by))
+        self._remember(self._read, slot, aead)
+        return aead
+
+    def seal(self, event: Event, event_id: uuid.UUID, key: DataKey) -> bytes:
+        """The payload column of a new event, its personal fields encrypted with the patient's key."""
+        payload = encode_payload(event)
+        fields = personal_fields(tag_of(type(event)))
+        return _JSON.encode(seal_fields(_ANY.decode(payload), fields, event_id, key)) if fields else payload
+
+    def open(self, event_type: str, schema_version: int, payload: str | bytes, event_id: uuid.UUID,
+             key: AESGCM | None) -> Event:
+        """The typed event of a sealed payload; `key` None (destroyed): personal fields read ERASED."""
+        clear = _ANY.decode(payload)
+        envelope = msgspec.convert(clear.pop("sealed"), Envelope)
+        fields = PERSONAL_FIELDS.get(event_type, ())
+        clear.update(dict.fromkeys(fields, ERASED) if key is None else _decrypt(envelope, event_id, key))
+        return decode_payload(event_type, schema_version, _JSON.encode(clear))
+
+    def _remember(self, cache: collections.OrderedDict, slot: object, value: object) -> None:  # type: ignore[type-arg]
+        cache[slot] = value
+        cache.move_to_end(slot)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+
+def personal_fields(tag: str) -> tuple[str, ...]:
+    """The personal fields of events with this tag (`consult.submitted.v2` → patient, …)."""
+    return PERSONAL_FIELDS.get(split_tag(tag)[0], ())
+
+
+def seal_fields(clear: dict[str, object], fields: Sequence[str], event_id: uuid.UUID,
+                key: DataKey) -> dict[str, object]:
+    """A decoded payload with `fields` moved into an encrypted envelope (also used to encrypt
+    events written before encryption, whose payload may be an earlier version)."""
+    personal = {name: clear.pop(name) for name in fields if name in clear}
+    nonce = os.urandom(_NONCE_BYTES)
+    ciphertext = nonce + key.aead.encrypt(nonce, _JSON.encode(personal), _aad(event_id, key.key_id))
+    return {**clear, "sealed": Envelope(key.key_id, ciphertext)}
+
+
+def _decrypt(envelope: Envelope, event_id: uuid.UUID, key: AESGCM) -> dict[str, object]:
+    nonce, body = envelope.ciphertext[:_NONCE_BYTES], envelope.ciphertext[_NONCE_BYTES:]
+    try:
+        return _ANY.decode(key.decrypt(nonce, body, _aad(event_id, envelope.key_id)))
+    except InvalidTag:
+        raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
+
+
+def _aad(event_id: uuid.UUID, key_id: uuid.UUID) -> bytes:
+    return b"intake personal data v1\x00" + event_id.bytes + key_id.bytes
