@@ -57,9 +57,14 @@ def type_and_version(event: Event) -> tuple[str, int]:
 
 def encode_payload(event: Event) -> bytes:
     """The payload column; refuses an earlier (decode-only) version."""
+    check_writable(event)
+    return _ENCODER.encode(event)
+
+
+def check_writable(event: Event) -> None:
+    """NotWritable unless the event is the current version of its type."""
     if type(event) not in _WRITABLE:
         raise NotWritable(f"{NotWritable.__doc__} ({tag_of(type(event))})")
-    return _ENCODER.encode(event)
 
 
 def decode_payload(event_type: str, schema_version: int, payload: str | bytes) -> Event:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -47,10 +47,11 @@ async def check_keks(conn: asyncpg.Connection, keks: KeyEncryptionKeys) -> None:
 
 
 async def forget(conn: asyncpg.Connection, business_id: int, patient_id: uuid.UUID, stream_id: str,
-                 event: Callable[[tuple[uuid.UUID, ...]], Row]) -> Forgotten | None:
-    """Destroy the patient's live data keys and append the row `event(key_ids)` makes (its stream
-    version is set here), in one transaction. None: the patient never had a key (unknown, or
-    only written before encryption)."""
+                 event: Callable[[tuple[uuid.UUID, ...]], Row],
+                 then: Callable[[asyncpg.Connection, Row, asyncpg.Record], Awaitable[None]]) -> Forgotten | None:
+    """Destroy the patient's live data keys, append the row `event(key_ids)` makes (its stream
+    version is set here) and run `then` with it and its inserted record, in one transaction.
+    None: the patient never had a key (unknown, or only written before encryption)."""
     sql = queries("keys")
     async with conn.transaction():
         destroyed = tuple(r["key_id"] for r in await conn.fetch(sql["destroy_patient_keys"], business_id, patient_id))
@@ -62,6 +63,7 @@ async def forget(conn: asyncpg.Connection, business_id: int, patient_id: uuid.UU
                     if r["event_id"] is not None]
         if not inserted:
             raise AppendConflict(AppendConflict.__doc__)  # another append took the version: retry
+        await then(conn, row, inserted[0])
         return Forgotten(destroyed, inserted[0]["position"])
 
 

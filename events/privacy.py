@@ -32,7 +32,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from events.codec import decode_payload, encode_payload, split_tag, tag_of
+from events.codec import check_writable, decode_payload, encode_payload, split_tag, tag_of
 from events.types import ERASED, Event
 
 # Per event type (all its versions): the fields that are the patient's personal data.
@@ -155,9 +155,11 @@ class Keyring:
 
     def seal(self, event: Event, event_id: uuid.UUID, key: DataKey) -> bytes:
         """The payload column of a new event, its personal fields encrypted with the patient's key."""
-        payload = encode_payload(event)
         fields = personal_fields(tag_of(type(event)))
-        return _JSON.encode(seal_fields(_ANY.decode(payload), fields, event_id, key)) if fields else payload
+        if not fields:
+            return encode_payload(event)
+        check_writable(event)
+        return _JSON.encode(seal_fields(msgspec.to_builtins(event), fields, event_id, key))
 
     def open(self, event_type: str, schema_version: int, payload: str | bytes, event_id: uuid.UUID,
              key: AESGCM | None) -> Event:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -106,18 +106,29 @@ class EventStore:
                 self._keyring.use_for_writing(learnt, key.business_id, key.patient_id)
 
     async def forget(self, business_id: int, patient_id: uuid.UUID, stream_id: str,
-                     event: Callable[[tuple[uuid.UUID, ...]], Event], event_id: uuid.UUID,
-                     metadata: EventMetadata) -> Forgotten | None:
-        """Destroy a patient's data keys and append `event(destroyed key ids)` to `stream_id`, atomically
-        (events/keystore.py); retried if another append takes the stream's next version first."""
+                     event: Callable[[tuple[uuid.UUID, ...]], Event], event_id: uuid.UUID, metadata: EventMetadata,
+                     then: Callable[[asyncpg.Connection, StoredEvent], Awaitable[None]]) -> Forgotten | None:
+        """Destroy a patient's data keys, append `event(destroyed key ids)` to `stream_id` and run
+        `then` with the stored event, atomically (events/keystore.py); retried if another append
+        takes the stream's next version first."""
+        made: list[Event] = []
+
         def row(destroyed: tuple[uuid.UUID, ...]) -> Row:
-            return self._row(stream_id, 0, event_id, event(destroyed), business_id,
-                             _METADATA.encode(metadata).decode(), None)
+            made.append(event(destroyed))
+            return self._row(stream_id, 0, event_id, made[-1], business_id, _METADATA.encode(metadata).decode(), None)
+
+        async def stored(conn: asyncpg.Connection, appended: Row, record: asyncpg.Record) -> None:
+            await then(conn, StoredEvent(
+                position=record["position"], event_id=event_id, stream_id=stream_id,
+                stream_version=appended.stream_version, event_type=appended.event_type,
+                schema_version=appended.schema_version, business_id=business_id, data=made[-1],
+                metadata=msgspec.Raw(appended.metadata.encode()), recorded_at=record["recorded_at"]))
+
         for _ in range(_KEY_ATTEMPTS):
             with translating_driver_errors():
                 async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                     try:
-                        return await keystore.forget(conn, business_id, patient_id, stream_id, row)
+                        return await keystore.forget(conn, business_id, patient_id, stream_id, row, stored)
                     except AppendConflict:
                         continue
         raise AppendConflict(AppendConflict.__doc__)

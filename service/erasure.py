@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from events.store import EventStore
 from events.types import EventMetadata, PatientForgotten
+from projections.writers import apply_patients
 from service import domain
 
 MAX_REASON = 500
@@ -48,7 +49,10 @@ async def forget_patient(store: EventStore, *, business_id: int, customer_id: st
         return PatientForgotten(patient_id=patient_id, customer_id=customer_id, key_ids=destroyed,
                                 reason=reason, forgotten_at=at)
 
-    done = await store.forget(business_id, patient_id, patient_stream(patient_id), event, event_id, metadata)
+    # The patients read model is erased in the same transaction (what the projector will write
+    # too, by the same evolve): when forget answers, no table shows the patient any more.
+    done = await store.forget(business_id, patient_id, patient_stream(patient_id), event, event_id, metadata,
+                              lambda conn, stored: apply_patients(conn, [stored]))
     if done is None:
         raise PatientUnknown(PatientUnknown.__doc__)
     return ForgetOutcome(patient_id, done.key_ids, done.position)

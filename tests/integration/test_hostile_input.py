@@ -28,12 +28,14 @@ SUBMIT = f"{ACME}/consult-submissions"
 CONSULTATION = "11111111-2222-4333-8444-555555555555"  # replaced by the fixture's real consultation
 DECIDE = f"{ACME}/consultations/{CONSULTATION}/decision"
 HISTORY = f"{ACME}/consultations/{CONSULTATION}/history"
+FORGET = f"{ACME}/patients/forget"
 AS_OF = f"{ACME}/consultations/{CONSULTATION}?as_of="
 TEMPLATES = {  # every `instance` must be one of these (or absent): never the path as the client sent it
     "/v1/businesses/{slug}/consult-submissions", "/v1/businesses/{slug}/consultations/{consultation_id}/decision",
     "/v1/businesses/{slug}/consultations/{consultation_id}", "/v1/businesses/{slug}/consultations",
     "/v1/businesses/{slug}/patients/{patient_id}", "/v1/businesses/{slug}/patients",
     "/v1/businesses/{slug}/approvals", "/v1/events", "/v1/businesses/{slug}/consultations/{consultation_id}/history",
+    "/v1/businesses/{slug}/patients/forget",
 }
 
 
@@ -208,6 +210,19 @@ CASES = [
     get("nul-history-id", f"{ACME}/consultations/%00/history", 404, "not-found", key="acme"),
     get("unknown-history-id", f"{ACME}/consultations/{uuid.UUID(int=7)}/history", 404, "not-found", key="acme"),
     Hostile("history-post", "POST", HISTORY, 405, "method-not-allowed", decision(), key="acme"),
+    # Erasure (issue 11): admin scope only; the reason is recorded, so it is strict text too.
+    Hostile("forget-business-key", "POST", FORGET, 403, "forbidden", {"customer_id": "cus_123", "reason": "asked"}),
+    Hostile("forget-no-key", "POST", FORGET, 401, "unauthenticated", {"customer_id": "cus_123", "reason": "x"},
+            key=None),
+    Hostile("forget-newline-customer", "POST", FORGET, 422, "validation-failed",
+            {"customer_id": "cus_123\n", "reason": "asked"}, key="admin", field="customer_id"),
+    Hostile("forget-blank-reason", "POST", FORGET, 422, "validation-failed",
+            {"customer_id": "cus_123", "reason": "\u200b"}, key="admin", field="reason"),
+    Hostile("forget-unknown-field", "POST", FORGET, 422, "validation-failed",
+            {"customer_id": "cus_123", "reason": "asked", "first_name": "Zelda"}, key="admin", leak="Zelda"),
+    Hostile("forget-unknown-customer", "POST", FORGET, 404, "not-found",
+            {"customer_id": "cus_nobody", "reason": "asked"}, key="admin"),
+    Hostile("forget-not-json", "POST", FORGET, 400, "malformed-json", b"{customer_id:", key="admin"),
 ]
 
 

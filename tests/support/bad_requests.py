@@ -142,10 +142,11 @@ async def bad_input_api(postgres: EmbeddedPostgres, template: str, redis: Embedd
 
 # --- sending a case and checking the answer ----------------------------------------------
 
-async def rows_written(db: asyncpg.Connection) -> tuple[int, int]:
-    """How many rows the events and outbox tables hold."""
-    row = await db.fetchrow("SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS outbox")
-    return row["events"], row["outbox"]
+async def rows_written(db: asyncpg.Connection) -> tuple[int, int, int]:
+    """How many rows the events and outbox tables hold, and how many patient keys are live."""
+    row = await db.fetchrow("SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS outbox,"
+                            " (SELECT count(*) FROM patient_keys WHERE destroyed_at IS NULL) AS keys")
+    return row["events"], row["outbox"], row["keys"]
 
 
 async def in_chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:

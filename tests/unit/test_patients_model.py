@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.types import PatientDetails
+from events.types import ERASED, PatientDetails, PatientForgotten
 from projections import patients
 from projections.patients import PatientRow
 from tests.support.specs import fold, spec
@@ -57,6 +57,37 @@ def test_an_older_submission_arriving_later_leaves_the_newer_details():
 
 def test_the_same_submission_delivered_again_changes_nothing():
     patients_spec.given(ada_submits(position=5)).when(ada_submits(ADA_MARRIED, position=5)).then_unchanged()
+
+
+def ada_forgotten(*, position: int):
+    """Customer cus_1's data keys are destroyed (intake patients forget), recorded at `position`."""
+    data = PatientForgotten(patient_id=PATIENT_ID, customer_id="cus_1", key_ids=(uuid.uuid4(),), reason="asked",
+                            forgotten_at=LATER)
+    return stored(data, position=position, stream_id=f"patient-{PATIENT_ID}", business_id=4)
+
+
+def test_forgetting_leaves_a_row_with_nothing_personal_in_it():
+    patients_spec.given(ada_submits(position=5)).when(ada_forgotten(position=7)).then(
+        patients.erased(4, PATIENT_ID, "cus_1", 7, LATER))
+
+
+def test_a_submission_read_after_its_key_was_destroyed_erases_rather_than_shows():
+    # A rebuild after the forget reads the submission's personal fields as ERASED.
+    patients_spec.given().when(erased_submission(position=5)).then(
+        patients.erased(4, PATIENT_ID, "cus_1", 5, NOW))
+
+
+def erased_submission(*, position: int):
+    data = submitted(patient_id=PATIENT_ID, customer_id="cus_1", product_id="prod_1", patient=ERASED,
+                     submitted_at=NOW)
+    return stored(data, position=position, stream_id="slot-prod_1", business_id=4)
+
+
+def test_a_submission_after_the_forget_brings_new_details_and_an_older_one_does_not():
+    patients_spec.given(ada_submits(position=5), ada_forgotten(position=7)).when(
+        ada_submits(ADA_MARRIED, position=9, at=LATER, product="prod_2")).then(
+        ada_row(ADA_MARRIED, position=9, at=LATER))
+    patients_spec.given(ada_forgotten(position=7)).when(ada_submits(position=5)).then_unchanged()
 
 
 def test_decisions_and_deduplications_leave_the_patient_as_it_was():
