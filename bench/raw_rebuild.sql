@@ -3,6 +3,9 @@
 -- tables have the live tables' columns, constraints and indexes (LIKE … INCLUDING ALL), as the
 -- rebuild's shadow tables do, so both pay for the same index maintenance. Unlike the rebuild it
 -- writes no checkpoints and ignores failures and version-1 upcasting: it is a floor, not a rival.
+-- The generated log is sealed as the service writes it (docs/PRIVACY.md) and SQL has no key: the
+-- baseline fills the patients' personal columns with the envelope's ciphertext (the same bytes to
+-- move), where the rebuild decrypts; `check` compares patients on their other columns.
 
 -- name: prepare
 -- Not timed.
@@ -46,9 +49,10 @@ WHERE s.event_type = 'consult.submitted';
 INSERT INTO bench_raw.patients
 SELECT DISTINCT ON (business_id, payload ->> 'patient_id')
        business_id, (payload ->> 'patient_id')::uuid, payload ->> 'customer_id',
-       payload -> 'patient' ->> 'first_name', payload -> 'patient' ->> 'last_name',
-       payload -> 'patient' ->> 'email', payload -> 'patient' ->> 'phone',
-       (payload -> 'patient' ->> 'date_of_birth')::date, position, (payload ->> 'submitted_at')::timestamptz
+       coalesce(payload -> 'patient' ->> 'first_name', payload #>> '{sealed,ciphertext}'),
+       coalesce(payload -> 'patient' ->> 'last_name', payload #>> '{sealed,key_id}'),
+       coalesce(payload -> 'patient' ->> 'email', payload #>> '{sealed,key_id}'), payload -> 'patient' ->> 'phone',
+       (payload -> 'patient' ->> 'date_of_birth')::date, position, (payload ->> 'submitted_at')::timestamptz, false
 FROM events
 WHERE event_type = 'consult.submitted'
 ORDER BY business_id, payload ->> 'patient_id', position DESC;
@@ -68,8 +72,14 @@ FROM (
            (SELECT count(*) FROM (TABLE bench_raw.approvals EXCEPT TABLE public.approvals) x)
     UNION ALL
     SELECT 'patients', (SELECT count(*) FROM public.patients), (SELECT count(*) FROM bench_raw.patients),
-           (SELECT count(*) FROM (TABLE public.patients EXCEPT TABLE bench_raw.patients) x),
-           (SELECT count(*) FROM (TABLE bench_raw.patients EXCEPT TABLE public.patients) x)
+           (SELECT count(*) FROM (SELECT business_id, patient_id, customer_id, source_position, updated_at
+                                  FROM public.patients EXCEPT
+                                  SELECT business_id, patient_id, customer_id, source_position, updated_at
+                                  FROM bench_raw.patients) x),
+           (SELECT count(*) FROM (SELECT business_id, patient_id, customer_id, source_position, updated_at
+                                  FROM bench_raw.patients EXCEPT
+                                  SELECT business_id, patient_id, customer_id, source_position, updated_at
+                                  FROM public.patients) x)
 ) counts;
 
 -- name: drop

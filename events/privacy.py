@@ -42,7 +42,8 @@ PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
 KEY_BYTES = 32  # AES-256
 _NONCE_BYTES = 12  # AES-GCM's standard nonce; random, and a key encrypts far fewer than 2**32 messages
 _JSON = msgspec.json.Encoder()
-_ANY = msgspec.json.Decoder()
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])  # an object's members, each left as its JSON text
+_ERASED_JSON = msgspec.Raw(msgspec.json.encode(ERASED))
 
 
 class KeyEncryptionKeyError(Exception):
@@ -59,6 +60,9 @@ class Envelope(msgspec.Struct, frozen=True):
 
     key_id: uuid.UUID
     ciphertext: bytes
+
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
 
 
 class KeyEncryptionKeys:
@@ -164,11 +168,18 @@ class Keyring:
     def open(self, event_type: str, schema_version: int, payload: str | bytes, event_id: uuid.UUID,
              key: AESGCM | None) -> Event:
         """The typed event of a sealed payload; `key` None (destroyed): personal fields read ERASED."""
-        clear = _ANY.decode(payload)
-        envelope = msgspec.convert(clear.pop("sealed"), Envelope)
-        fields = PERSONAL_FIELDS.get(event_type, ())
-        clear.update(dict.fromkeys(fields, ERASED) if key is None else _decrypt(envelope, event_id, key))
-        return decode_payload(event_type, schema_version, _JSON.encode(clear))
+        return decode_payload(event_type, schema_version, self.open_json(event_type, payload, event_id, key))
+
+    def open_json(self, event_type: str, payload: str | bytes, event_id: uuid.UUID, key: AESGCM | None) -> bytes:
+        """The payload as it was before sealing (its recorded version), as JSON. Members are moved
+        as raw JSON text, never parsed further: replay writes this as it is."""
+        clear = _MEMBERS.decode(payload)
+        envelope = _ENVELOPE.decode(clear.pop("sealed"))
+        if key is None:
+            clear.update(dict.fromkeys(PERSONAL_FIELDS.get(event_type, ()), _ERASED_JSON))
+        else:
+            clear.update(_MEMBERS.decode(_decrypt(envelope, event_id, key)))
+        return _JSON.encode(clear)
 
     def _remember(self, cache: collections.OrderedDict, slot: object, value: object) -> None:  # type: ignore[type-arg]
         cache[slot] = value
@@ -192,10 +203,10 @@ def seal_fields(clear: dict[str, object], fields: Sequence[str], event_id: uuid.
     return {**clear, "sealed": Envelope(key.key_id, ciphertext)}
 
 
-def _decrypt(envelope: Envelope, event_id: uuid.UUID, key: AESGCM) -> dict[str, object]:
+def _decrypt(envelope: Envelope, event_id: uuid.UUID, key: AESGCM) -> bytes:
     nonce, body = envelope.ciphertext[:_NONCE_BYTES], envelope.ciphertext[_NONCE_BYTES:]
     try:
-        return _ANY.decode(key.decrypt(nonce, body, _aad(event_id, envelope.key_id)))
+        return key.decrypt(nonce, body, _aad(event_id, envelope.key_id))
     except InvalidTag:
         raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
 

@@ -178,10 +178,16 @@ def decode_record(record: asyncpg.Record, keyring: Keyring) -> StoredEvent:
 
 def decode_data(record: asyncpg.Record, keyring: Keyring) -> Event:
     """The typed event of a row read from event_rows (with its key columns, see migration 0010)."""
+    return decode_payload(record["event_type"], record["schema_version"], payload_json(record, keyring))
+
+
+def payload_json(record: asyncpg.Record, keyring: Keyring) -> str | bytes:
+    """A row's payload as written before sealing (its recorded version; personal fields decrypted,
+    or ERASED if the key was destroyed)."""
     if record["key_id"] is None:  # nothing sealed: an event without personal fields
-        return decode_payload(record["event_type"], record["schema_version"], record["payload"])
+        return record["payload"]
     wrapped = record["wrapped_key"]
     if wrapped is None:  # the envelope names a key `patient_keys` never had
         raise Undecryptable(f"event {record['event_id']} names data key {record['key_id']}, which does not exist")
     key = keyring.data_key(record["key_id"], wrapped, record["kek_id"]) if wrapped else None  # b"": destroyed
-    return keyring.open(record["event_type"], record["schema_version"], record["payload"], record["event_id"], key)
+    return keyring.open_json(record["event_type"], record["payload"], record["event_id"], key)

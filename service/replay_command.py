@@ -22,7 +22,7 @@ from events.codec import CURRENT_TYPES, KNOWN_TYPES
 from events.privacy import Keyring
 from events.replay import BIGINT_MAX, EventFilter, parse_time, replay
 from events.sqlfiles import queries
-from events.store import decode_record
+from events.store import decode_record, payload_json
 from events.types import Event
 from projections.as_of import Tables, tables_as_of
 from service.keyring import load_keyring
@@ -139,11 +139,12 @@ async def _write_events(out: IO[bytes], conn: asyncpg.Connection, keyring: Keyri
 
 
 def _event_line(record: asyncpg.Record, *, keyring: Keyring) -> bytes:
-    """One JSON line. A payload already in today's shape, with nothing sealed, is written as stored
-    (jsonb's text, the same JSON): decoding it only to encode it again was a third of a replay's
-    time. Older shapes are read through the upcasters, sealed fields through the keys, as everywhere."""
-    if record["key_id"] is None and (record["event_type"], record["schema_version"]) in CURRENT_TYPES:
-        data: object = msgspec.Raw(record["payload"].encode())
+    """One JSON line. A payload already in today's shape is written as stored (jsonb's text, the
+    same JSON; sealed members spliced back in as decrypted JSON text): decoding it only to encode
+    it again was a third of a replay's time. Older shapes are read through the upcasters."""
+    if (record["event_type"], record["schema_version"]) in CURRENT_TYPES:
+        payload = payload_json(record, keyring)
+        data: object = msgspec.Raw(payload.encode() if isinstance(payload, str) else payload)
     else:
         data = decode_record(record, keyring).data
     line = EventLine(record["position"], record["event_id"], record["stream_id"], record["stream_version"],

@@ -77,7 +77,12 @@ class Load:
         assert host == "localhost" or ipaddress.ip_address(host).is_loopback, f"load only loopback, not {host}"
         self._deadline = time.monotonic() + self.plan.budget_s
         try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as http, asyncio.TaskGroup() as clients:
+            # Idle connections expire on the client first: httpx's default (5 s) equals the server's
+            # HTTP_KEEPALIVE_TIMEOUT_S, and a request sent on a connection the server is closing at
+            # that moment gets no answer (a ReadError) through no fault of the server.
+            limits = httpx.Limits(keepalive_expiry=2.0)
+            async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as http, \
+                    asyncio.TaskGroup() as clients:
                 for _ in range(self.plan.clients):
                     clients.create_task(self._client(http))
         finally:
