@@ -11,6 +11,7 @@ import uuid
 from events import keystore
 from events.store import EventStore
 from events.types import EventMetadata
+from projections.projector import Projector
 from service import admin
 from service.commands import connect_as_owner
 from service.db import create_pool
@@ -29,7 +30,7 @@ async def forget(args: argparse.Namespace, settings: Settings) -> int:
         request_id = str(uuid.uuid4())
         meta = EventMetadata(request_id=request_id, actor=f"cli:{getpass.getuser()}", correlation_id=request_id)
         try:
-            outcome = await forget_patient(EventStore(pool, keyring), business_id=business_id,
+            outcome = await forget_patient(EventStore(pool, keyring), Projector(pool, keyring), business_id=business_id,
                                            customer_id=args.customer, reason=args.reason, metadata=meta,
                                            at=dt.datetime.now(dt.UTC), event_id=uuid.uuid4())
         except PatientUnknown as error:

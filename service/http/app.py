@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from events.store import EventStore
 from projections.freshness import Freshness
+from projections.projector import Projector
 from projections.queries import ReadModels
 from service import migrations
 from service.db import create_pool
@@ -83,6 +84,7 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
             rate_limiter=rate_limiter(settings, limiter_redis, metrics),
             pool=pool, acquire_timeout=acquire_timeout, keyring=keyring,  # the audit API's reads of the log
             store=store,
+            projector=Projector(pool, keyring),  # only to apply a forget at once (service/erasure.py)
             intake=Intake(store, new_id=new_id, fault=faults.hit,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
             api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),

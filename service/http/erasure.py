@@ -33,7 +33,8 @@ async def forget(request: Request) -> ForgottenView:
     check_json_content_type(request.headers.get("content-type"))
     body = decode_body(await request.body(), ForgetIn)
     state = request.app.state
-    outcome = await forget_patient(state.store, business_id=tenant.business_id, customer_id=body.customer_id,
+    outcome = await forget_patient(state.store, state.projector, business_id=tenant.business_id,
+                                   customer_id=body.customer_id,
                                    reason=body.reason, metadata=event_metadata(request, tenant), at=state.clock(),
                                    event_id=state.new_id())
     return ForgottenView(patient_id=outcome.patient_id, already_forgotten=outcome.already_forgotten,
