@@ -62,6 +62,12 @@ class Settings:
     # A slower answer counts as Redis down (fail open). It includes the event loop's own delays, so
     # it must stay well above them under load, or the limits would switch off exactly when busy.
     rate_limit_timeout_ms: int = 200
+    # Seals (docs/INTEGRITY.md): the Ed25519 private key as base64 of its 32-byte seed, inline or in
+    # a file (a secret: never in the repository); or, where only verifying, the public key.
+    seal_key: str | None = None
+    seal_key_file: str | None = None
+    seal_public_key: str | None = None
+    seal_interval_s: int = 60  # the worker seals this often, when the log grew; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +101,10 @@ class Settings:
             rate_limit_per_key=env.get("RATE_LIMIT_PER_KEY", DEFAULT_PER_KEY),
             rate_limit_per_business=env.get("RATE_LIMIT_PER_BUSINESS", DEFAULT_PER_BUSINESS),
             rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 200),
+            seal_key=env.get("INTAKE_SEAL_KEY") or None,
+            seal_key_file=env.get("INTAKE_SEAL_KEY_FILE") or None,
+            seal_public_key=env.get("INTAKE_SEAL_PUBLIC_KEY") or None,
+            seal_interval_s=_int(env, "INTAKE_SEAL_INTERVAL_S", 60),
         )
 
     def require_database_url(self) -> str:

@@ -7,8 +7,15 @@ import hashlib
 
 import pytest
 
-from events.merkle import (CompactRange, consistency_path, inclusion_path, leaf_hash, tree_root,
-                           verify_consistency, verify_inclusion)
+from events.merkle import (
+    CompactRange,
+    consistency_path,
+    inclusion_path,
+    leaf_hash,
+    tree_root,
+    verify_consistency,
+    verify_inclusion,
+)
 
 
 def sha(data: bytes) -> bytes:
