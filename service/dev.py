@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 import uvicorn
 
+from events.seals import new_private_text
 from service import admin, migrations, roles
 from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
@@ -30,6 +31,7 @@ DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide"
 # real deployment's has; the password is generated once and kept in the state dir.
 DEV_APP_USER = "intake_app_login"
 DEV_PASSWORD_FILE = "app-role.password"
+DEV_SEAL_KEY_FILE = "seal.key"  # the worker signs seals with it (docs/INTEGRITY.md)
 _log = structlog.get_logger("intake.dev")
 
 
@@ -39,6 +41,8 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     raise_fd_limit()
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
+    if not (settings.seal_key or settings.seal_key_file):
+        settings = dataclasses.replace(settings, seal_key_file=str(_dev_seal_key(state)))
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
@@ -102,6 +106,15 @@ def _dev_password(state: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def _dev_seal_key(state: Path) -> Path:
+    """A development seal key, made once in the state dir (never in the repository: .state is ignored)."""
+    path = state / DEV_SEAL_KEY_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_private_text())
+    return path
 
 
 def _banner(key: str, host: str, port: int, settings: Settings, login: roles.LoginRole) -> str:
