@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from events.errors import StoreUnavailable, UnknownPosition
+from events.proving import NotProvable
 from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
@@ -126,6 +127,7 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     TransactionsStillOpen: _Kind(503, "as-of-unsettled", "Transactions of that time still finishing", retry_after=1),
     # A deployment fault (track_commit_timestamp off), logged as an error: no retry will help.
     CommitTimesUntracked: _Kind(503, "as-of-unavailable", "As-of reads are not available"),
+    NotProvable: _Kind(409, "not-sealed", "Not under a seal yet"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

@@ -70,9 +70,7 @@ FROM events e
 WHERE e.position = $1;
 
 -- name: event_position_for_business
-SELECT e.position
-FROM events e JOIN businesses b ON b.id = e.business_id
-WHERE b.slug = $1 AND e.event_id = $2;
+SELECT position FROM events WHERE business_id = $1 AND event_id = $2;
 
 -- name: rechain_stream
 -- Recompute one stream's chain after an operator rewrite (see migration 0011: events_rechain).

@@ -29,6 +29,7 @@ EXPECTED_GRANTS = {
     "projection_floors": UPSERTED | {"DELETE"},
     "businesses": {"SELECT"}, "api_keys": {"SELECT"},
     "schema_migrations": {"SELECT"},
+    "seals": {"SELECT", "INSERT"},  # the worker appends seals (migration 0011); nobody changes one
 }
 PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
 
