@@ -19,14 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, projection, real_service, rebuild, replay, report
+from bench import database, projection, real_service, rebuild, replay, report, sealing
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay")
+TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay", "seal")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -141,8 +141,9 @@ def measure_all(bench: Bench) -> list[Measurement]:
 
 def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
                 logs: Path) -> tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None]:  # fmt: skip
-    """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal."""
-    wanted = [t for t in ("replay", "rebuild") if t in options.only]
+    """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal.
+    The seal target (bench/sealing.py) runs last on the same log: it adds events to it."""
+    wanted = [t for t in ("replay", "rebuild", "seal") if t in options.only]
     if not wanted:
         return None, None
     print(f"generating a {options.events:,}-event log ...", flush=True)
@@ -166,8 +167,17 @@ def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             rebuilt = rebuilt or rebuild.RebuildRecord(events=log.events)
             rebuilt.unavailable = str(error).strip().splitlines()[0]
+    if "seal" in wanted:
+        options.sealed = _measure_sealing(log, logs)
     database.drop_database(postgres, rebuild.DATABASE)
     return rebuilt, replayed
+
+
+def _measure_sealing(log: rebuild.Log, logs: Path) -> sealing.SealRecord:
+    try:
+        return sealing.measure_sealing(log, logs)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, AssertionError) as error:
+        return sealing.SealRecord(events=log.events, unavailable=str(error).strip().splitlines()[0])
 
 
 def machine() -> dict[str, str | int]:
@@ -203,10 +213,12 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         measurements=measurements,
         ratios=report.ratios(measurements),
         valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
-        and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed)),
+        and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed))
+        and (getattr(options, "sealed", None) is None or sealing.valid(options.sealed)),
         projections=projections,
         rebuild=rebuilt,
         replay=replayed,
+        seal=getattr(options, "sealed", None),
     )
 
 
@@ -226,6 +238,8 @@ def print_record(record: report.RunRecord, saved: Path) -> None:
         print("\n" + replay.text(record.replay))
     if record.rebuild is not None:
         print("\n" + rebuild.text(record.rebuild))
+    if record.seal is not None:
+        print("\n" + sealing.text(record.seal))
     print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
     print(report.markdown(record))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from events.chain import ZERO_HASH, StoredRow, event_hash
+from events.chain import ZERO_HASH, canonical_of, link
 from events.merkle import CompactRange, leaf_hash
 from events.sealing import FETCH_ROWS, START_CURSOR, StoredSeal, all_seals
 from events.seals import FIRST_PREVIOUS, Seal, signed_by
@@ -96,27 +96,37 @@ class _Scan:
         self.heads: dict[str, tuple[int, bytes]] = {}
         self.events = 0
 
-    async def row(self, row: asyncpg.Record) -> Problem | None:
-        self.events += 1
-        where = f"position {row['position']}"
-        stream, version = row["stream_id"], row["stream_version"]
-        head = self.heads.get(stream)
-        if head is None and version > 1 and self.incremental:
+    async def sealed_predecessor(self, row: asyncpg.Record) -> None:
+        """--from-seal: a stream whose earlier events are under the starting seal chains onto the stored
+        hash of its previous event (the starting seal vouches for it)."""
+        stream, version = row[4], row[5]
+        if self.incremental and version > 1 and stream not in self.heads:
             prev = await self.conn.fetchval(queries("integrity")["previous_hash"], stream, version - 1)
-            head = (version - 1, bytes(prev)) if prev is not None else None
+            if prev is not None:
+                self.heads[stream] = (version - 1, bytes(prev))
+
+    def row(self, row: asyncpg.Record) -> Problem | None:
+        """One event, its columns in scan_events' order (by index: this runs once per event)."""
+        self.events += 1
+        where = f"position {row[0]}"
+        stream, version = row[4], row[5]
+        head = self.heads.get(stream)
         expected = head[0] + 1 if head else 1
         if version < expected:
             return Problem(where, "reordered", f"stream {stream} version {version} comes after version {expected - 1}")
         if version > expected:
             return Problem(where, "missing", f"stream {stream} version {version} follows version {expected - 1}: "
                                              "the events between are not in the log")
-        computed = event_hash(head[1] if head else ZERO_HASH, _stored_row(row))
-        if computed != bytes(row["hash"]):
+        fingerprint = row[10]
+        computed = link(head[1] if head else ZERO_HASH, canonical_of(
+            row[3], stream, version, row[6], row[7], row[8], row[9], None if fingerprint is None else bytes(fingerprint),
+            row[11], row[12], row[13]))
+        if computed != row[2]:
             return Problem(where, "edited", f"stream {stream} version {version}: its contents or its chain do not "
                                             "match its stored hash")
         self.heads[stream] = (version, computed)
         self.compact.append(leaf_hash(computed))
-        return self.reached_seal(row["position"])
+        return self.reached_seal(row[0])
 
     def reached_seal(self, position: int) -> Problem | None:
         if not self.pending or self.pending[0].tree_size != self.compact.size:
@@ -136,14 +146,6 @@ class _Scan:
                        f"it covers {seal.tree_size} events but the log has {self.compact.size}: events were deleted")
 
 
-def _stored_row(row: asyncpg.Record) -> StoredRow:
-    fingerprint = row["request_fingerprint"]
-    return StoredRow(row["event_id"], row["stream_id"], row["stream_version"], row["event_type"],
-                     row["schema_version"], row["business_id"], row["idempotency_key"],
-                     None if fingerprint is None else bytes(fingerprint), row["payload"], row["metadata"],
-                     row["recorded_at"])
-
-
 async def verify(conn: asyncpg.Connection, key: Ed25519PublicKey, *, from_seal: int | None = None,
                  copies: Sequence[Seal] = (), progress: Progress | None = None) -> Report:
     """Check the log, from the first event or from seal `from_seal` on; the first problem ends the scan."""
@@ -160,7 +162,9 @@ async def verify(conn: asyncpg.Connection, key: Ed25519PublicKey, *, from_seal: 
         total = await conn.fetchval(queries("integrity")["count_events"])
         cursor = start.cursor if start else START_CURSOR
         async for row in conn.cursor(queries("integrity")["scan_events"], *cursor, prefetch=FETCH_ROWS):
-            if problem := await scan.row(row):
+            if start is not None:
+                await scan.sealed_predecessor(row)
+            if problem := scan.row(row):
                 report.problems.append(problem)
                 break
             if progress and scan.events % FETCH_ROWS == 0:
