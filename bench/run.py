@@ -139,22 +139,25 @@ def measure_all(bench: Bench) -> list[Measurement]:
     return results
 
 
-def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
-                logs: Path) -> tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None]:  # fmt: skip
+LogRecords = tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None, sealing.SealRecord | None]
+
+
+def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace, logs: Path) -> LogRecords:
     """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal.
     The seal target (bench/sealing.py) runs last on the same log: it adds events to it."""
     wanted = [t for t in ("replay", "rebuild", "seal") if t in options.only]
     if not wanted:
-        return None, None
+        return None, None, None
     print(f"generating a {options.events:,}-event log ...", flush=True)
     try:
         log = rebuild.prepare(postgres, options.events)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         reason = str(error).strip().splitlines()[0]
         return (rebuild.RebuildRecord(events=0, unavailable=reason) if "rebuild" in wanted else None,
-                replay.ReplayRecord(events=0, unavailable=reason) if "replay" in wanted else None)  # fmt: skip
+                replay.ReplayRecord(events=0, unavailable=reason) if "replay" in wanted else None,
+                sealing.SealRecord(events=0, unavailable=reason) if "seal" in wanted else None)  # fmt: skip
     print(f"generated {log.events:,} events in {log.seconds:.0f} s", flush=True)
-    replayed = rebuilt = None
+    replayed = rebuilt = sealed = None
     if "replay" in wanted:  # first: it reads only the log, and leaves the read models empty
         try:
             replayed = replay.measure_replay(log, options.rounds, logs)
@@ -168,9 +171,9 @@ def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
             rebuilt = rebuilt or rebuild.RebuildRecord(events=log.events)
             rebuilt.unavailable = str(error).strip().splitlines()[0]
     if "seal" in wanted:
-        options.sealed = _measure_sealing(log, logs)
+        sealed = _measure_sealing(log, logs)
     database.drop_database(postgres, rebuild.DATABASE)
-    return rebuilt, replayed
+    return rebuilt, replayed, sealed
 
 
 def _measure_sealing(log: rebuild.Log, logs: Path) -> sealing.SealRecord:
@@ -199,7 +202,7 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
             if "projections" in options.only:
                 projections = projection.measure(
                     postgres, wrk, options.workers, options.duration, options.warmup, Path(workdir))
-            rebuilt, replayed = measure_log(postgres, options, Path(workdir))
+            rebuilt, replayed, sealed = measure_log(postgres, options, Path(workdir))
         finally:
             postgres.stop()
     return report.RunRecord(
@@ -214,11 +217,11 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         ratios=report.ratios(measurements),
         valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
         and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed))
-        and (getattr(options, "sealed", None) is None or sealing.valid(options.sealed)),
+        and (sealed is None or sealing.valid(sealed)),
         projections=projections,
         rebuild=rebuilt,
         replay=replayed,
-        seal=getattr(options, "sealed", None),
+        seal=sealed,
     )
 
 

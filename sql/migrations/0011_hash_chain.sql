@@ -63,38 +63,10 @@ $$;
 
 ALTER TABLE events ADD COLUMN hash bytea;
 
--- Existing rows get their chain here, stream by stream in version order. The append-only trigger
--- is switched off for this one UPDATE, inside this migration's transaction, and back on before it
--- commits: nobody else ever sees it off.
-ALTER TABLE events DISABLE TRIGGER events_no_update_delete;
-DO $$
-DECLARE
-    e events;
-    prev bytea;
-    last_stream text;
-BEGIN
-    FOR e IN SELECT * FROM events ORDER BY stream_id, stream_version LOOP
-        IF last_stream IS DISTINCT FROM e.stream_id THEN
-            prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
-            last_stream := e.stream_id;
-        END IF;
-        prev := events_link(prev, e);
-        UPDATE events SET hash = prev WHERE position = e.position;
-    END LOOP;
-END;
-$$;
-ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete;
-ALTER TABLE events ALTER COLUMN hash SET NOT NULL;
-ALTER TABLE events ADD CONSTRAINT events_hash_length CHECK (length(hash) = 32);
-
-CREATE TRIGGER events_chain BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_chain();
--- ALWAYS, like the append-only triggers: a replica-role session still gets its rows chained.
-ALTER TABLE events ENABLE ALWAYS TRIGGER events_chain;
-
 -- Recompute one stream's chain from its stored rows, in version order; returns the rows changed.
 -- For an operator rewrite that is allowed to change stored rows (the one-time re-encryption of
 -- old plaintext payloads, refused once any seal exists): it runs as the owner, in a transaction
--- that has switched events_no_update_delete off, as this migration does above.
+-- that has switched events_no_update_delete off, as this migration does for the rows below.
 CREATE FUNCTION events_rechain(target_stream text) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     e events;
@@ -111,6 +83,19 @@ BEGIN
     RETURN changed;
 END;
 $$;
+
+-- Existing rows get their chain here, stream by stream in version order. The append-only trigger
+-- is switched off for these UPDATEs, inside this migration's transaction, and back on before it
+-- commits: nobody else ever sees it off.
+ALTER TABLE events DISABLE TRIGGER events_no_update_delete;
+SELECT events_rechain(stream_id) FROM (SELECT DISTINCT stream_id FROM events) AS streams;
+ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete;
+ALTER TABLE events ALTER COLUMN hash SET NOT NULL;
+ALTER TABLE events ADD CONSTRAINT events_hash_length CHECK (length(hash) = 32);
+
+CREATE TRIGGER events_chain BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_chain();
+-- ALWAYS, like the append-only triggers: a replica-role session still gets its rows chained.
+ALTER TABLE events ENABLE ALWAYS TRIGGER events_chain;
 
 -- Seals: signed tree heads. Seal n covers the first tree_size events in (tx_id, position) order,
 -- the order of the global reader (sql/queries/events.sql: read_all), because only that order makes

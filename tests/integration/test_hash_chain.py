@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from events.chain import StoredRow, event_hash
+from events.sealing import rechain_stream
 from service import migrations
 from tests.support.generated_log import write_log
 from tests.support.reads import business_id
@@ -99,3 +100,22 @@ async def test_the_migration_chains_the_events_that_were_there_before_it(postgre
         await conn.close()
         await admin.execute(f"DROP DATABASE {name}")
         await admin.close()
+
+
+async def test_rechain_after_an_allowed_rewrite_makes_the_stream_s_chain_whole_again(db):
+    await insert(db, "r", 1, '{"n": 1}')
+    await insert(db, "r", 2, '{"n": 2}')
+    await insert(db, "r", 3, '{"n": 3}')
+    async with db.transaction():  # as the re-encryption command would: owner, trigger off in its transaction
+        await db.execute("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+        await db.execute("""UPDATE events SET payload = '{"sealed": "ciphertext"}' WHERE stream_id = 'r'
+                            AND stream_version = 2""")
+        changed = await rechain_stream(db, "r")
+        await db.execute("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
+    rows = await db.fetch(f"SELECT {COLUMNS} FROM events WHERE stream_id = 'r' ORDER BY stream_version")
+    heads = [ZERO]
+    for row in rows:
+        heads.append(independent_hash(heads[-1], row))
+        assert bytes(row["hash"]) == heads[-1]
+    assert changed == 2  # the rewritten event and the one chained after it
+    assert await rechain_stream(db, "r") == 0
