@@ -116,10 +116,17 @@ CREATE TABLE seals (
     CONSTRAINT seals_tree_size_key UNIQUE (tree_size)
 );
 
+CREATE FUNCTION seals_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'seals are append-only: % on seals is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
 CREATE TRIGGER seals_no_update_delete BEFORE UPDATE OR DELETE ON seals
-    FOR EACH ROW EXECUTE FUNCTION events_are_immutable();
+    FOR EACH ROW EXECUTE FUNCTION seals_are_immutable();
 CREATE TRIGGER seals_no_truncate BEFORE TRUNCATE ON seals
-    FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
+    FOR EACH STATEMENT EXECUTE FUNCTION seals_are_immutable();
 ALTER TABLE seals ENABLE ALWAYS TRIGGER seals_no_update_delete;
 ALTER TABLE seals ENABLE ALWAYS TRIGGER seals_no_truncate;
 

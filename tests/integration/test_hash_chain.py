@@ -119,3 +119,15 @@ async def test_rechain_after_an_allowed_rewrite_makes_the_stream_s_chain_whole_a
         assert bytes(row["hash"]) == heads[-1]
     assert changed == 2  # the rewritten event and the one chained after it
     assert await rechain_stream(db, "r") == 0
+
+
+async def test_writers_of_different_streams_do_not_wait_for_each_other(db, database_url):
+    other = await asyncpg.connect(database_url)
+    try:
+        async with db.transaction():
+            await insert(db, "held", 1, '{"n": 1}')  # uncommitted while the other stream appends
+            await other.execute("SET lock_timeout = '2s'")
+            await insert(other, "free", 1, '{"n": 1}')
+            assert await other.fetchval("SELECT count(*) FROM events WHERE stream_id = 'free'") == 1
+    finally:
+        await other.close()

@@ -3,9 +3,13 @@ of its seals extends the previous one (verify exits 0 over them)."""
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
 
-from events.seals import new_private_text
+import asyncpg
+import pytest
+
+from events.sealing import seal
+from events.seals import new_private_text, private_key
 from tests.support.integrity import intake
 from tests.support.replay import generate_submissions
 from tests.support.supervision import eventually, log_lines
@@ -41,3 +45,25 @@ async def test_the_worker_seals_what_the_log_gained_and_nothing_when_it_did_not(
     assert not log_lines(tmp_path / "worker.log", "worker.loop_crashed")
     done = await intake({"DATABASE_URL": settings.database_url, "INTAKE_SEAL_KEY": key}, "events", "verify")
     assert done.returncode == 0 and "intact: 31 events" in done.stdout and "3 seals" in done.stdout, done.stdout
+
+
+async def test_two_sealers_at_once_take_turns_and_make_one_seal(db, database_url):
+    await generate_submissions(db, 1, 12)
+    key = private_key(new_private_text())
+    first, second = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        made = await asyncio.gather(seal(first, key), seal(second, key))
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(m is None for m in made) == [False, True]  # the second found nothing new
+    assert await db.fetchval("SELECT count(*) FROM seals") == 1
+
+
+async def test_a_seal_cannot_be_changed_without_switching_the_triggers_off(db):
+    await generate_submissions(db, 1, 3)
+    await seal(db, private_key(new_private_text()))
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="seals are append-only: UPDATE"):
+        await db.execute("UPDATE seals SET tree_size = 1")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="seals are append-only: DELETE"):
+        await db.execute("DELETE FROM seals")
