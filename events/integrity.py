@@ -7,8 +7,11 @@ reads the log once, in the seals' (tx_id, position) order, in one REPEATABLE REA
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -160,20 +163,47 @@ async def verify(conn: asyncpg.Connection, key: Ed25519PublicKey, *, from_seal: 
         scan = _Scan(conn, later + [c for c in copies if c.seal_no not in {s.seal.seal_no for s in stored}],
                      compact, incremental=start is not None)
         total = await conn.fetchval(queries("integrity")["count_events"])
-        cursor = start.cursor if start else START_CURSOR
-        async for row in conn.cursor(queries("integrity")["scan_events"], *cursor, prefetch=FETCH_ROWS):
-            if start is not None:
-                await scan.sealed_predecessor(row)
-            if problem := scan.row(row):
-                report.problems.append(problem)
-                break
-            if progress and scan.events % FETCH_ROWS == 0:
-                progress(scan.events, total)
-        else:
-            if problem := scan.unreached():
-                report.problems.append(problem)
+        if problem := await _scan_log(scan, start, total, progress):
+            report.problems.append(problem)
     report.events, report.streams = scan.events + (start.seal.tree_size if start else 0), len(scan.heads)
     return report
+
+
+async def _scan_log(scan: _Scan, start: StoredSeal | None, total: int, progress: Progress | None) -> Problem | None:
+    """Every event after the start, then the seals the log did not reach; the first problem."""
+    # From a seal, a row may need a lookup on this connection, so no fetch may be in flight then.
+    batches = _batches(scan.conn, start.cursor if start else START_CURSOR, ahead=start is None)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for row in batch:
+                if start is not None:
+                    await scan.sealed_predecessor(row)
+                if problem := scan.row(row):
+                    return problem
+            if progress and len(batch) == FETCH_ROWS:  # a log that fits one batch needs no progress line
+                progress(scan.events, total)
+    return scan.unreached()
+
+
+async def _batches(conn: asyncpg.Connection, cursor: tuple[str, int], *, ahead: bool) -> AsyncIterator[list[Any]]:
+    """scan_events, FETCH_ROWS at a time. With `ahead`, the next batch is asked for before this one is
+    handed out, so the server reads it while we hash (verify's two halves on two cores)."""
+    rows = await conn.cursor(queries("integrity")["scan_events"], *cursor)
+    batch = await rows.fetch(FETCH_ROWS)
+    following: asyncio.Future[list[Any]] | None = None
+    try:
+        while batch:
+            if not ahead:
+                yield batch
+                batch = await rows.fetch(FETCH_ROWS)
+                continue
+            following = asyncio.ensure_future(rows.fetch(FETCH_ROWS))
+            await asyncio.sleep(0)  # one turn of the loop: the request goes out before we start hashing
+            yield batch
+            batch = await following
+    finally:
+        if following is not None and not following.done():  # left early: the connection must be idle again
+            await following
 
 
 def _starting_seal(stored: Sequence[StoredSeal], from_seal: int | None) -> StoredSeal | None:

@@ -35,7 +35,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::xid8, $9, $10);
 
 -- name: scan_events
 -- verify: every column the chain covers, in the seals' order, after a cursor.
-SELECT position, tx_id::text AS tx_text, hash, event_id, stream_id, stream_version, event_type,
+SELECT position, tx_id::text AS tx_text, hash, event_id::text AS event_id, stream_id, stream_version, event_type,
        schema_version, business_id, idempotency_key, request_fingerprint,
        payload::text AS payload, metadata::text AS metadata, recorded_at
 FROM events
