@@ -13,6 +13,8 @@ from bench.rebuild import RebuildRecord
 from bench.rebuild import markdown as rebuild_markdown
 from bench.replay import ReplayRecord
 from bench.replay import markdown as replay_markdown
+from bench.sealing import SealRecord
+from bench.sealing import markdown as seal_markdown
 
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = {
@@ -40,6 +42,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     projections: ProjectionRecord | None = None
     rebuild: RebuildRecord | None = None
     replay: ReplayRecord | None = None
+    seal: SealRecord | None = None
 
 
 def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
@@ -109,6 +112,8 @@ def markdown(record: RunRecord) -> str:
         lines += ["", projection_markdown(record.projections)]
     if record.replay is not None:
         lines += ["", replay_markdown(record.replay)]
+    if record.seal is not None:
+        lines += ["", seal_markdown(record.seal)]
     if record.rebuild is not None:
         lines += ["", rebuild_markdown(record.rebuild)]
     if not record.valid:

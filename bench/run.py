@@ -19,14 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, projection, real_service, rebuild, replay, report
+from bench import database, projection, real_service, rebuild, replay, report, sealing
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay")
+TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay", "seal")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -139,21 +139,25 @@ def measure_all(bench: Bench) -> list[Measurement]:
     return results
 
 
-def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
-                logs: Path) -> tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None]:  # fmt: skip
-    """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal."""
-    wanted = [t for t in ("replay", "rebuild") if t in options.only]
+LogRecords = tuple[rebuild.RebuildRecord | None, replay.ReplayRecord | None, sealing.SealRecord | None]
+
+
+def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace, logs: Path) -> LogRecords:
+    """The rebuild and replay targets, on one generated log; a failing part is recorded, not fatal.
+    The seal target (bench/sealing.py) runs last on the same log: it adds events to it."""
+    wanted = [t for t in ("replay", "rebuild", "seal") if t in options.only]
     if not wanted:
-        return None, None
+        return None, None, None
     print(f"generating a {options.events:,}-event log ...", flush=True)
     try:
         log = rebuild.prepare(postgres, options.events)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         reason = str(error).strip().splitlines()[0]
         return (rebuild.RebuildRecord(events=0, unavailable=reason) if "rebuild" in wanted else None,
-                replay.ReplayRecord(events=0, unavailable=reason) if "replay" in wanted else None)  # fmt: skip
+                replay.ReplayRecord(events=0, unavailable=reason) if "replay" in wanted else None,
+                sealing.SealRecord(events=0, unavailable=reason) if "seal" in wanted else None)  # fmt: skip
     print(f"generated {log.events:,} events in {log.seconds:.0f} s", flush=True)
-    replayed = rebuilt = None
+    replayed = rebuilt = sealed = None
     if "replay" in wanted:  # first: it reads only the log, and leaves the read models empty
         try:
             replayed = replay.measure_replay(log, options.rounds, logs)
@@ -166,8 +170,17 @@ def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace,
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             rebuilt = rebuilt or rebuild.RebuildRecord(events=log.events)
             rebuilt.unavailable = str(error).strip().splitlines()[0]
+    if "seal" in wanted:
+        sealed = _measure_sealing(log, logs)
     database.drop_database(postgres, rebuild.DATABASE)
-    return rebuilt, replayed
+    return rebuilt, replayed, sealed
+
+
+def _measure_sealing(log: rebuild.Log, logs: Path) -> sealing.SealRecord:
+    try:
+        return sealing.measure_sealing(log, logs)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, AssertionError) as error:
+        return sealing.SealRecord(events=log.events, unavailable=str(error).strip().splitlines()[0])
 
 
 def machine() -> dict[str, str | int]:
@@ -189,7 +202,7 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
             if "projections" in options.only:
                 projections = projection.measure(
                     postgres, wrk, options.workers, options.duration, options.warmup, Path(workdir))
-            rebuilt, replayed = measure_log(postgres, options, Path(workdir))
+            rebuilt, replayed, sealed = measure_log(postgres, options, Path(workdir))
         finally:
             postgres.stop()
     return report.RunRecord(
@@ -203,10 +216,12 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         measurements=measurements,
         ratios=report.ratios(measurements),
         valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
-        and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed)),
+        and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed))
+        and (sealed is None or sealing.valid(sealed)),
         projections=projections,
         rebuild=rebuilt,
         replay=replayed,
+        seal=sealed,
     )
 
 
@@ -226,6 +241,8 @@ def print_record(record: report.RunRecord, saved: Path) -> None:
         print("\n" + replay.text(record.replay))
     if record.rebuild is not None:
         print("\n" + rebuild.text(record.rebuild))
+    if record.seal is not None:
+        print("\n" + sealing.text(record.seal))
     print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
     print(report.markdown(record))
 

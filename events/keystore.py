@@ -14,6 +14,7 @@ import msgspec
 from events.errors import AppendConflict
 from events.group_commit import Row, append_arguments
 from events.privacy import DataKey, KeyEncryptionKeyError, KeyEncryptionKeys, Keyring, personal_fields, seal_fields
+from events.sealing import rechain_stream
 from events.sqlfiles import queries
 
 REWRAP_BATCH = 500
@@ -101,6 +102,8 @@ async def encrypt_existing(conn: asyncpg.Connection, keyring: Keyring, *, batch:
                 for r, p in zip(rows, payloads, strict=True)]
             await conn.execute(sql["allow_rewrite"])
             await conn.execute(sql["seal_payloads"], [r["position"] for r in rows], sealed_payloads)
+            for stream_id in sorted({r["stream_id"] for r in rows}):  # the chain covers what is stored
+                await rechain_stream(conn, stream_id)
             await conn.execute(sql["forbid_rewrite"])
         sealed, after = sealed + len(rows), rows[-1]["position"]
         report(sealed)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from events.replay import BIGINT_MAX
 from projections.projector import PROJECTIONS
-from service import commands, privacy_command, rebuild_command, replay_command
+from service import commands, integrity_command, privacy_command, rebuild_command, replay_command
 from service.cli_examples import add_examples
 from service.settings import Settings, SettingsError
 
@@ -181,6 +181,24 @@ def _add_events(subcommands: _Commands) -> None:
     replay.add_argument("--as-of", type=replay_command.time_argument, metavar="TIME",
                         help="patients, consultations and approvals as they stood at TIME")
     replay.add_argument("--format", choices=("table", "jsonl"), help="default: table on a terminal, else jsonl")
+    _add_integrity(actions)
+
+
+def _add_integrity(actions: _Commands) -> None:
+    """Tamper evidence: docs/INTEGRITY.md."""
+    actions.add_parser("seal", help="sign a Merkle tree head over every committed event (nothing if none is new)")
+    verify = actions.add_parser("verify", help="recompute every hash chain and seal; exit 1 naming the first problem")
+    verify.add_argument("--from-seal", type=_positive, metavar="N", help="check only what came after seal N")
+    verify.add_argument("--against", metavar="FILE", help="seals exported earlier (JSONL) the log must still match")
+    prove = actions.add_parser("prove", help="an inclusion proof of the event at POSITION, or --consistency, as JSON")
+    prove.add_argument("position", nargs="?", type=_position, metavar="POSITION")
+    prove.add_argument("--consistency", nargs=2, type=_positive, metavar=("OLD_SIZE", "NEW_SIZE"),
+                       help="that the seal of OLD_SIZE events is a prefix of the seal of NEW_SIZE")
+    check = actions.add_parser("check-proof", help="check a proof offline, with no database")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--public-key", required=True, metavar="KEY", help="base64 Ed25519 public key, or a file")
+    seals = actions.add_parser("seals", help="the seals")
+    seals.add_argument("--export", action="store_true", required=True, help="write every seal as JSON lines")
 
 
 def _position(text: str) -> int:
@@ -199,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("loadtest: --unique must not exceed --total")
     if args.command == "keys" and args.action == "create" and args.business and not args.scopes:
         parser.error("keys create --business needs --scopes")
-    if args.command == "events" and (problem := replay_command.usage_error(args)):
+    if args.command == "events" and args.action == "replay" and (problem := replay_command.usage_error(args)):
         parser.error(problem)
+    if args.command == "events" and args.action == "prove" and (args.position is None) == (not args.consistency):
+        parser.error("events prove: give a POSITION or --consistency OLD_SIZE NEW_SIZE, not both")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "dev": _dev, "serve": _serve, "worker": _worker,
         "migrate": lambda a, s: asyncio.run(commands.migrate(a, s)),
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "projections": lambda a, s: asyncio.run(
             _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
         "loadtest": _loadtest,
-        "events": lambda a, s: asyncio.run(replay_command.run(a, s)),
+        "events": _events,
         "patients": lambda a, s: asyncio.run(_PRIVACY[a.action](a, s)),
     }
     try:
@@ -235,6 +255,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
     from service.loadtest import run_command
     return asyncio.run(run_command(args))
+
+
+def _events(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "check-proof":
+        return integrity_command.check_proof(args)
+    run = {"replay": replay_command.run, "seal": integrity_command.seal, "verify": integrity_command.verify,
+           "prove": integrity_command.prove, "seals": integrity_command.seals}[args.action]
+    return asyncio.run(run(args, settings))
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,6 +26,11 @@ EXAMPLES = {
     "projections verify": "intake projections verify   # exit 1 listing differing rows by key and column",
     "events replay": ("intake events replay --business acme --type consult.decided --since 2026-12-01T00:00:00Z "
                       "--format jsonl | head   # --as-of TIME: the read models as they stood then"),
+    "events seal": "INTAKE_SEAL_KEY_FILE=/run/secrets/seal.key intake events seal",
+    "events verify": "intake events verify --against seals-2026-12.jsonl   # --from-seal 41: only what came after",
+    "events prove": "intake events prove 1234 > proof.json   # --consistency 1000 2000: one seal extends another",
+    "events check-proof": "intake events check-proof proof.json --public-key \"$(cat seal.pub)\"   # no database",
+    "events seals": "intake events seals --export > seals-2026-12.jsonl",
     "loadtest": ("intake loadtest --base-url http://127.0.0.1:8000 --business demo --key ik_… "
                  "--total 200 --unique 50 --concurrency 50 --check"),
 }

@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 import uvicorn
 
+from events.seals import new_private_text
 from service import admin, migrations, roles
 from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
@@ -32,6 +33,7 @@ DEMO_SCOPES = ["submissions:write", "consultations:read", "consultations:decide"
 DEV_APP_USER = "intake_app_login"
 DEV_PASSWORD_FILE = "app-role.password"
 DEV_KEK_FILE = "key-encryption-key"  # INTAKE_KEK_FILE when neither it nor INTAKE_KEK is set
+DEV_SEAL_KEY_FILE = "seal.key"  # the worker signs seals with it (docs/INTEGRITY.md)
 _log = structlog.get_logger("intake.dev")
 
 
@@ -43,6 +45,8 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     state.mkdir(parents=True, exist_ok=True)
     if not (settings.kek or settings.kek_file):  # a development KEK, kept beside the data it protects
         settings = dataclasses.replace(settings, kek_file=str(_dev_kek(state)))
+    if not (settings.seal_key or settings.seal_key_file):
+        settings = dataclasses.replace(settings, seal_key_file=str(_dev_seal_key(state)))
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
@@ -115,6 +119,15 @@ def _dev_password(state: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def _dev_seal_key(state: Path) -> Path:
+    """A development seal key, made once in the state dir (never in the repository: .state is ignored)."""
+    path = state / DEV_SEAL_KEY_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_private_text())
+    return path
 
 
 def _banner(key: str, host: str, port: int, settings: Settings, login: roles.LoginRole) -> str:

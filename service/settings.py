@@ -69,6 +69,12 @@ class Settings:
     # Off only to measure what encryption costs (bench/): new events then keep personal data
     # in clear, readable until `intake patients encrypt-existing` seals them.
     encrypt_personal_data: bool = True
+    # Seals (docs/INTEGRITY.md): the Ed25519 private key as base64 of its 32-byte seed, inline or in
+    # a file (a secret: never in the repository); or, where only verifying, the public key.
+    seal_key: str | None = None
+    seal_key_file: str | None = None
+    seal_public_key: str | None = None
+    seal_interval_s: int = 60  # the worker seals this often, when the log grew; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +111,10 @@ class Settings:
             kek_file=env.get("INTAKE_KEK_FILE") or None,
             kek=env.get("INTAKE_KEK") or None,
             encrypt_personal_data=env.get("INTAKE_ENCRYPT_PERSONAL_DATA", "true").lower() not in {"false", "0", "off"},
+            seal_key=env.get("INTAKE_SEAL_KEY") or None,
+            seal_key_file=env.get("INTAKE_SEAL_KEY_FILE") or None,
+            seal_public_key=env.get("INTAKE_SEAL_PUBLIC_KEY") or None,
+            seal_interval_s=_int(env, "INTAKE_SEAL_INTERVAL_S", 60),
         )
 
     def require_database_url(self) -> str:

@@ -30,6 +30,7 @@ from service.keyring import starting_keyring
 from service.logs import configure_logging
 from service.loops import Healthy, Loop, LoopHealth, log_crash, supervise
 from service.probes import serve_probes
+from service.sealer import sealing_tasks
 from service.settings import Settings
 
 POLL_DELAY_S = 0.01  # arq polls a sorted set; this bounds the queueing part of projection lag
@@ -72,6 +73,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     # several workers any one may go long without running it, so it has no stall bound.
     health.watch("sweep", stall_after_s=None)
     tasks = [asyncio.create_task(supervise(name, loop, stop, health)) for name, loop in loops.items()]
+    tasks += sealing_tasks(settings, pool, stop, health)
     probes = await _open_probes(settings, health)
     try:
         await stop.wait()

@@ -22,7 +22,7 @@ from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import audit, decisions, erasure, events_api, ops, reads, submissions
+from service.http import audit, decisions, erasure, events_api, ops, reads, seals, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keyring import starting_keyring
@@ -44,7 +44,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     faults = Faults(settings.faults, environment=settings.environment)
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
-                        events_api.list_events, erasure.forget, ops.livez, ops.readyz, ops.metrics],
+                        events_api.list_events, erasure.forget, ops.livez, ops.readyz, ops.metrics,
+                        seals.latest_seal_route, seals.public_key_route, seals.router],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id}),

@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException
 
 from events.errors import KeyUnavailable, StoreUnavailable, UnknownPosition
 from events.privacy import KeyEncryptionKeyError, Undecryptable
+from events.proving import NotProvable
 from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
@@ -135,6 +136,7 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     Undecryptable: _Kind(409, "unreadable-event", "An event's personal data does not decrypt"),
     # A deployment fault (a KEK missing from the configuration), logged as an error.
     KeyEncryptionKeyError: _Kind(503, "keys-unavailable", "Patient data keys are not available"),
+    NotProvable: _Kind(409, "not-sealed", "Not under a seal yet"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

@@ -94,6 +94,8 @@ def assert_the_app_runs_as_its_own_role_and_no_password_is_printed(log_path: Pat
     assert re.search(r"Owner:     postgresql://postgres@127\.0\.0\.1:\d+/", banner), banner[-3000:]
     assert "owner rights" not in banner and "could alter the event log" not in banner
     assert (state_dir / "app-role.password").read_text().strip() not in banner
+    seal_key = state_dir / "seal.key"  # made once for the worker's seals, private, never printed
+    assert seal_key.stat().st_mode & 0o077 == 0 and seal_key.read_text().strip() not in banner
 
 
 def assert_sigterm_stops_it_within_the_grace_period(process: subprocess.Popen[bytes]) -> None:

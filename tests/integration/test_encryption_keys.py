@@ -13,6 +13,7 @@ import uuid
 import asyncpg
 import pytest
 
+from events.seals import new_private_text
 from projections.projector import Projector
 from service import domain
 from service.keyring import generate_kek
@@ -129,7 +130,9 @@ async def test_events_written_before_encryption_are_sealed_once_and_never_after_
     assert (event["schema_version"], event["data"]["patient"]["last_name"]) == (1, "Lovelace")
     forgot = await intake(settings, "patients", "forget", "--business", "acme", "--customer", "cus_legacy")
     assert forgot.returncode == 0 and "destroyed 1 data key" in forgot.stdout
-    await db.execute("CREATE TABLE seals (seal_id bigint)")  # what the tamper-evident log will add
-    await db.execute("INSERT INTO seals VALUES (1)")
+    seal_key = {"INTAKE_SEAL_KEY": new_private_text()}
+    checked = await intake(settings, "events", "verify", env=seal_key)  # the rewrite re-chained its streams
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (await intake(settings, "events", "seal", env=seal_key)).returncode == 0
     refused = await intake(settings, "patients", "encrypt-existing")
     assert refused.returncode == 1 and "sealed" in refused.stderr

@@ -32,6 +32,7 @@ EXPECTED_GRANTS = {
     # Keys: created and locked (FOR SHARE needs UPDATE) by appends, destroyed by the admin forget
     # endpoint; a process registers its KEK at start; every reader reads the log through event_rows.
     "patient_keys": UPSERTED, "key_encryption_keys": {"SELECT", "INSERT"}, "event_rows": {"SELECT"},
+    "seals": {"SELECT", "INSERT"},  # the worker appends seals (migration 0011); nobody changes one
 }
 PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
 
