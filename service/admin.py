@@ -104,6 +104,11 @@ async def list_keys(conn: asyncpg.Connection, *, business: str | None = None) ->
 
 
 async def _business_id(conn: asyncpg.Connection, slug: str) -> int:
+    return await business_id_of(conn, slug)
+
+
+async def business_id_of(conn: asyncpg.Connection, slug: str) -> int:
+    """A business's id by its slug; AdminError if there is none."""
     record = await conn.fetchrow(queries("admin")["business_by_slug"], slug)
     if record is None:
         raise AdminError(f"no business {slug!r}")

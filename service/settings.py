@@ -62,6 +62,18 @@ class Settings:
     # A slower answer counts as Redis down (fail open). It includes the event loop's own delays, so
     # it must stay well above them under load, or the limits would switch off exactly when busy.
     rate_limit_timeout_ms: int = 200
+    # Partner and webhook signing secrets are encrypted with this (base64 of 32 bytes); required
+    # outside development (projections/secretbox.py).
+    secrets_key: str | None = None
+    # Outbound webhooks (projections/deliveries.py): per-request timeout, per-endpoint concurrency
+    # in each worker, the retry schedule's first delay and its number of attempts (the defaults
+    # spread 10 attempts over about a day), and the networks endpoints may be in although private,
+    # loopback or link-local (CIDRs, comma-separated; empty: none).
+    webhook_timeout_ms: int = 10_000
+    webhook_endpoint_concurrency: int = 4
+    webhook_retry_base_ms: int = 5_000
+    webhook_max_attempts: int = 10
+    webhook_allowed_networks: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +107,12 @@ class Settings:
             rate_limit_per_key=env.get("RATE_LIMIT_PER_KEY", DEFAULT_PER_KEY),
             rate_limit_per_business=env.get("RATE_LIMIT_PER_BUSINESS", DEFAULT_PER_BUSINESS),
             rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 200),
+            secrets_key=env.get("SECRETS_KEY") or None,
+            webhook_timeout_ms=_int(env, "WEBHOOK_TIMEOUT_MS", 10_000),
+            webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 4),
+            webhook_retry_base_ms=_int(env, "WEBHOOK_RETRY_BASE_MS", 5_000),
+            webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 10),
+            webhook_allowed_networks=env.get("WEBHOOK_ALLOWED_NETWORKS", ""),
         )
 
     def require_database_url(self) -> str:

@@ -16,16 +16,18 @@ from redis.asyncio import Redis
 from events.store import EventStore
 from projections.freshness import Freshness
 from projections.queries import ReadModels
+from projections.secretbox import SecretBox
 from service import migrations
 from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import audit, decisions, events_api, ops, reads, submissions
+from service.http import audit, decisions, events_api, ops, partner_callbacks, reads, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keys import ApiKeys
 from service.metrics import Metrics
+from service.partners import PartnerCallbacks
 from service.ratelimit import RateLimiter, parse_rules
 from service.settings import Settings
 
@@ -42,7 +44,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     faults = Faults(settings.faults, environment=settings.environment)
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
-                        events_api.list_events, ops.livez, ops.readyz, ops.metrics],
+                        events_api.list_events, ops.livez, ops.readyz, ops.metrics,
+                        partner_callbacks.partner_callback],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id}),
@@ -85,6 +88,8 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
             api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
             read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
+            partner_callbacks=PartnerCallbacks(pool, SecretBox(settings.secrets_key, environment=settings.environment),
+                                               acquire_timeout=acquire_timeout),
             freshness=Freshness(pool, acquire_timeout=acquire_timeout),
             health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
                           expected=migrations.load_migrations()),

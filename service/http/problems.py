@@ -18,7 +18,8 @@ from events.errors import StoreUnavailable, UnknownPosition
 from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
-from service import domain
+from projections.signatures import MalformedSignatureHeaders, SignatureRejected, TimestampOutOfRange
+from service import domain, partner_domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
 from service.ratelimit import RateLimited
@@ -126,6 +127,11 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     TransactionsStillOpen: _Kind(503, "as-of-unsettled", "Transactions of that time still finishing", retry_after=1),
     # A deployment fault (track_commit_timestamp off), logged as an error: no retry will help.
     CommitTimesUntracked: _Kind(503, "as-of-unavailable", "As-of reads are not available"),
+    # Partner callbacks (issue 13): an unknown partner is answered like a wrong signature.
+    MalformedSignatureHeaders: _Kind(400, "invalid-webhook-headers", "Missing or malformed webhook headers"),
+    SignatureRejected: _Kind(401, "invalid-webhook-signature", "Invalid webhook signature"),
+    TimestampOutOfRange: _Kind(401, "stale-webhook-timestamp", "Webhook timestamp out of range"),
+    partner_domain.PartnerStatusRefused: _Kind(409, "partner-status-refused", "Partner status refused"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}
