@@ -29,6 +29,11 @@ EXPECTED_GRANTS = {
     "projection_floors": UPSERTED | {"DELETE"},
     "businesses": {"SELECT"}, "api_keys": {"SELECT"},
     "schema_migrations": {"SELECT"},
+    # Partners are configuration the API only verifies against (0012); webhooks are run by the worker
+    # and managed through the admin API (0013), attempts only ever appended.
+    "partners": {"SELECT"}, "partner_secrets": {"SELECT"},
+    "webhook_endpoints": UPSERTED, "webhook_cursor": UPSERTED, "webhook_deliveries": UPSERTED,
+    "webhook_attempts": {"SELECT", "INSERT"},
 }
 PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
 
