@@ -39,8 +39,10 @@ class Received:
 class Receiver:
     """Records requests; `answer(path, nth)` says what the nth request to a path gets (status, or None: hang)."""
 
-    def __init__(self, answer: Callable[[str, int], int | None] = lambda path, nth: 200) -> None:
+    def __init__(self, answer: Callable[[str, int], int | None] = lambda path, nth: 200, *,
+                 delay_s: float = 0.0) -> None:
         self.answer = answer
+        self.delay_s = delay_s  # how long each answer takes, so that a test can kill a sender mid-request
         self.received: list[Received] = []
         self.url = ""
 
@@ -62,6 +64,8 @@ class Receiver:
         nth = len(self.to(path)) + 1
         self.received.append(Received(path, headers, body, time.time()))
         status = self.answer(path, nth)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # the receiver's own pace, not a test waiting for something
         if status is None:  # hang until the client gives up
             await asyncio.Event().wait()
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
