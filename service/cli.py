@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from events.replay import BIGINT_MAX
 from projections.projector import PROJECTIONS
-from service import commands, rebuild_command, replay_command
+from service import commands, rebuild_command, replay_command, webhook_commands
 from service.cli_examples import add_examples
 from service.settings import Settings, SettingsError
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(subcommands)
     _add_loadtest(subcommands)
     _add_events(subcommands)
+    _add_partners(subcommands)
+    _add_webhooks(subcommands)
     add_examples(parser)
     return parser
 
@@ -135,6 +137,47 @@ def _add_keys(subcommands: _Commands) -> None:
     list_keys.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_partners(subcommands: _Commands) -> None:
+    actions = subcommands.add_parser("partners", help="partners that send signed status callbacks").add_subparsers(
+        dest="action", required=True)
+    for action, help_text in (("add", "register a partner; prints its first secret (once)"),
+                              ("rotate", "add a secret (printed once); older ones verify until removed"),
+                              ("remove", "remove one secret (--secret), or the partner")):
+        parser = actions.add_parser(action, help=help_text)
+        parser.add_argument("name", help="the partner's name in its callback URL")
+        parser.add_argument("--business", required=True, help="the business slug")
+        if action == "remove":
+            parser.add_argument("--secret", type=uuid.UUID, help="only this secret (its id from `partners list`)")
+    listing = actions.add_parser("list", help="partners and their secrets' ids (never secrets)")
+    listing.add_argument("--business", help="only this business")
+
+
+def _add_webhooks(subcommands: _Commands) -> None:
+    actions = subcommands.add_parser("webhooks", help="outbound event webhooks").add_subparsers(
+        dest="action", required=True)
+    add = actions.add_parser("add", help="register an endpoint; prints its signing secret (once)")
+    add.add_argument("--business", required=True)
+    add.add_argument("--url", required=True)
+    add.add_argument("--events", required=True, type=lambda text: [e.strip() for e in text.split(",") if e.strip()],
+                     help="comma-separated: consult.submitted, consult.approved, consult.rejected, "
+                          "partner.status_reported")
+    actions.add_parser("list", help="endpoints (never secrets)").add_argument("--business")
+    for action, help_text in (("disable", "stop delivering to an endpoint"),
+                              ("rotate-secret", "a new secret (printed once); the old one co-signs for 24 h")):
+        actions.add_parser(action, help=help_text).add_argument("endpoint_id", type=uuid.UUID)
+    listed = actions.add_parser("deliveries", help="deliveries, newest first, with every attempt")
+    listed.add_argument("--business")
+    listed.add_argument("--failed", action="store_true", help="only dead-lettered or failing ones")
+    listed.add_argument("--limit", type=_positive, default=50)
+    listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    again = actions.add_parser("redeliver", help="send again with the same webhook-id and a fresh schedule")
+    target = again.add_mutually_exclusive_group(required=True)
+    target.add_argument("delivery_id", nargs="?", type=_positive, help="a delivery's id")
+    target.add_argument("--since", type=replay_command.time_argument, metavar="TIME",
+                        help="every settled delivery of events recorded since TIME (RFC 3339)")
+    again.add_argument("--business", help="only this business's")
+
+
 def listen_address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
     """Flags win, then INTAKE_HOST / INTAKE_PORT, then PORT (what platforms set), then 127.0.0.1:8000."""
     host = args.host or env.get("INTAKE_HOST") or "127.0.0.1"
@@ -194,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             _REBUILD[a.action](a, s) if a.action in _REBUILD else commands.projections(a, s)),
         "loadtest": _loadtest,
         "events": lambda a, s: asyncio.run(replay_command.run(a, s)),
+        "partners": lambda a, s: asyncio.run(webhook_commands.partners_command(a, s)),
+        "webhooks": lambda a, s: asyncio.run(webhook_commands.webhooks_command(a, s)),
     }
     try:
         return handlers[args.command](args, Settings.from_env())

@@ -4,6 +4,7 @@ hang never holding back another business's."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import asyncpg
@@ -15,7 +16,7 @@ from tests.support.consults import decide, submit
 from tests.support.payloads import decision
 from tests.support.reads import api
 from tests.support.receiver import Receiver, receiving, until
-from tests.support.webhooks import compressed, delivering
+from tests.support.webhooks import compressed, delivering, intake_cli
 
 
 async def business_id(db: asyncpg.Connection, slug: str) -> int:
@@ -76,10 +77,13 @@ async def test_an_always_failing_receiver_is_dead_lettered_after_the_schedule_an
         async with delivering(fast):
             sent = await submit(client, tenant)
             await until(lambda: _dead(db), what="the delivery to be dead-lettered")
-            [dead] = await webhooks.deliveries(db, acme, failed=True)
-            assert len(dead["attempts"]) == 4 and dead["attempts"][-1]["next_attempt_at"] is None
+            listed = await intake_cli(fast, "webhooks", "deliveries", "--failed", "--business", "acme", "--json")
+            [dead] = [json.loads(line) for line in listed.stdout.splitlines()]
+            assert dead["state"] == "dead" and [a["status_code"] for a in dead["attempts"]] == [503] * 4
+            assert dead["attempts"][-1]["next_attempt_at"] is None
             failing["on"] = False
-            assert await webhooks.redeliver(db, acme, delivery_id=dead["id"]) == [dead["id"]]
+            again = await intake_cli(fast, "webhooks", "redeliver", str(dead["id"]))
+            assert again.returncode == 0 and again.stdout.strip() == f"queued 1 delivery(ies) again: {dead['id']}"
             await until(lambda: _delivered(db), what="the redelivery")
     got = receiver.to("/hooks")
     assert len(got) == 5 and {r.webhook_id for r in got} == {sent["event_id"]}
