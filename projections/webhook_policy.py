@@ -27,6 +27,7 @@ from collections.abc import Sequence
 CAP_FACTOR = 5760  # 5 s × 5760 = 8 h
 JITTER = 0.2
 MAX_URL_LENGTH = 2000
+RESOLVE_TIMEOUT_S = 2.0  # a name server that does not answer must not hold a request or a delivery slot
 
 
 class EndpointRefused(Exception):
@@ -64,11 +65,12 @@ def check_addresses(addresses: Sequence[str], allowed: Sequence[ipaddress.IPv4Ne
             raise EndpointRefused("the endpoint's host is a private, loopback or link-local address")
 
 
-async def resolved_addresses(host: str, port: int) -> list[str]:
-    """Every address the host resolves to (an IP literal: itself)."""
+async def resolved_addresses(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEOUT_S) -> list[str]:
+    """Every address the host resolves to (an IP literal: itself); none if it does not resolve in time."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+        async with asyncio.timeout(timeout_s):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError, UnicodeError):
         return []
     return sorted({info[4][0] for info in infos})
 

@@ -22,7 +22,7 @@ from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import audit, decisions, events_api, ops, partner_callbacks, reads, submissions
+from service.http import audit, decisions, events_api, ops, partner_callbacks, reads, submissions, webhooks_api
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keys import ApiKeys
@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
                         events_api.list_events, ops.livez, ops.readyz, ops.metrics,
-                        partner_callbacks.partner_callback],
+                        partner_callbacks.partner_callback, webhooks_api.router],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id}),

@@ -23,6 +23,7 @@ from service import domain, partner_domain
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
 from service.ratelimit import RateLimited
+from service.webhooks import UnknownWebhook, WebhookError
 
 PROBLEM_BASE = "https://intake.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -132,6 +133,8 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     SignatureRejected: _Kind(401, "invalid-webhook-signature", "Invalid webhook signature"),
     TimestampOutOfRange: _Kind(401, "stale-webhook-timestamp", "Webhook timestamp out of range"),
     partner_domain.PartnerStatusRefused: _Kind(409, "partner-status-refused", "Partner status refused"),
+    UnknownWebhook: _Kind(404, "not-found", "Not found"),
+    WebhookError: _Kind(422, "webhook-refused", "Webhook endpoint refused"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}
