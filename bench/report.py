@@ -13,6 +13,8 @@ from bench.rebuild import RebuildRecord
 from bench.rebuild import markdown as rebuild_markdown
 from bench.replay import ReplayRecord
 from bench.replay import markdown as replay_markdown
+from bench.webhooks import WebhookRecord
+from bench.webhooks import text as webhooks_text
 
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = {
@@ -40,6 +42,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     projections: ProjectionRecord | None = None
     rebuild: RebuildRecord | None = None
     replay: ReplayRecord | None = None
+    webhooks: WebhookRecord | None = None
 
 
 def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
@@ -111,6 +114,8 @@ def markdown(record: RunRecord) -> str:
         lines += ["", replay_markdown(record.replay)]
     if record.rebuild is not None:
         lines += ["", rebuild_markdown(record.rebuild)]
+    if record.webhooks is not None:
+        lines += ["", webhooks_text(record.webhooks)]
     if not record.valid:
         lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
     return "\n".join(lines)

@@ -61,13 +61,21 @@ WITH candidates AS (
     WHERE r.rank <= $4 - coalesce(busy.in_flight, 0)
 )
 UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $6)
-FROM picked WHERE d.id = picked.id
+FROM picked, webhook_endpoints e
+WHERE d.id = picked.id AND e.id = d.endpoint_id
 RETURNING d.id, d.endpoint_id, d.event_id, d.event_position, d.webhook_type, d.attempts, d.budget_from,
-          d.committed_at;
+          d.committed_at, e.url, e.sealed_secret, e.previous_sealed,
+          coalesce(e.previous_until > now(), false) AS previous_valid;
 
--- name: endpoints_by_id
-SELECT id, business_id, url, sealed_secret, previous_sealed, previous_until > now() AS previous_valid
-FROM webhook_endpoints WHERE id = ANY ($1::uuid[]);
+-- name: event_with_stream
+-- The event to deliver and its stream up to it (a body names the consultation's customer and
+-- product, which a decision or a partner report does not carry), in one round trip.
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at
+FROM events
+WHERE stream_id = (SELECT stream_id FROM events WHERE position = $1)
+  AND stream_version <= (SELECT stream_version FROM events WHERE position = $1)
+ORDER BY stream_version;
 
 -- name: record_attempt
 -- Only while still pending: a redelivery or a second worker's answer after a lease ran out must not
