@@ -82,12 +82,10 @@ class Intake:
             state = domain.fold(await self._store.read_stream(stream))
             try:
                 event = domain.decide_decision(command, state)
-            except domain.AlreadyDecided:
+            except domain.AlreadyDecided as refused:
                 # A twin request under the same key may have committed between the
                 # key check above and the stream read: that is a replay, not a conflict.
-                if prior := await self._replay(business_id, key):
-                    return prior
-                raise
+                return await self._replay_or_raise(business_id, key, refused)
             if recorded := await self._append(stream, state.version, event, business_id, key, meta):
                 return recorded
         raise TooMuchContention(TooMuchContention.__doc__)
@@ -105,14 +103,18 @@ class Intake:
             state = partner_domain.progress(await self._store.read_stream(stream), command.consultation_id)
             try:
                 event = partner_domain.decide_partner_status(command, state)
-            except partner_domain.PartnerStatusRefused:
+            except partner_domain.PartnerStatusRefused as refused:
                 # A late duplicate of the callback that moved the status is a replay, not a refusal.
-                if prior := await self._replay(business_id, key):
-                    return prior
-                raise
+                return await self._replay_or_raise(business_id, key, refused)
             if recorded := await self._append(stream, state.version, event, business_id, key, meta):
                 return recorded
         raise TooMuchContention(TooMuchContention.__doc__)
+
+    async def _replay_or_raise(self, business_id: int, key: Idempotency, refusal: Exception) -> Recorded:
+        """The answer already recorded under this key, else the refusal."""
+        if prior := await self._replay(business_id, key):
+            return prior
+        raise refusal
 
     async def _replay(self, business_id: int, key: Idempotency) -> Recorded | None:
         found = await self._store.find_by_idempotency_key(business_id, key.key)

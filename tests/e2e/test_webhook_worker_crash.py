@@ -4,11 +4,9 @@ Redis plays no part in deliveries)."""
 
 from __future__ import annotations
 
-import pytest
 import redis.asyncio
 
 from service import webhooks
-from service.devstack import EmbeddedRedis, free_port
 from tests.support.consults import submit
 from tests.support.reads import api
 from tests.support.receiver import Receiver, receiving, until
@@ -17,17 +15,6 @@ from tests.support.workers import WorkerProcess
 
 EVENTS = 60
 DELIVERED = f"SELECT count(*) = {EVENTS} FROM webhook_deliveries WHERE state = 'delivered'"
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A Redis this test may wipe (the session's is shared)."""
-    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis_wipe(
