@@ -12,7 +12,9 @@ import uuid
 import asyncpg
 import httpx
 
-from projections.projector import Projector
+from projections.projector import PROJECTIONS, Projector
+from projections.rebuild import rebuild
+from projections.verify import verify
 from service import partners
 from tests.support.consults import decide, submit
 from tests.support.partners import add_partner, box, report
@@ -128,3 +130,18 @@ async def test_the_read_model_and_the_history_show_the_partner_status(settings, 
     last = history[-1]
     assert last["type"] == "partner.status_reported.v1" and last["metadata"]["actor"] == "partner:pharmacy"
     assert (last["data"]["status"], last["data"]["reference"]) == ("in_progress", "rx-1")
+
+
+async def test_a_rebuild_folds_partner_statuses_as_the_live_projector_did(settings, tenant, db):
+    pharmacy = await add_partner(db, settings)
+    async with api(settings) as client:
+        consultation_id = await approved(client, tenant)
+        for status in ("accepted", "completed"):
+            assert (await report(client, pharmacy.secret, consultation_id, status)).status_code == 200
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=2) as pool:
+        await Projector(pool).sweep()
+    live = await db.fetchrow("SELECT partner, partner_status, partner_status_at FROM consultations")
+    await rebuild(settings.owner_database_url, list(PROJECTIONS))
+    assert await db.fetchrow("SELECT partner, partner_status, partner_status_at FROM consultations") == live
+    assert (live["partner"], live["partner_status"]) == ("pharmacy", "completed")
+    assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS)))
