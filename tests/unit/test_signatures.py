@@ -49,7 +49,7 @@ def test_any_of_several_keys_and_signatures_verifies_which_is_how_rotation_works
 
 @pytest.mark.parametrize("msg_id, timestamp, signature", [
     (None, str(TIMESTAMP), SIGNATURE), (MSG_ID, None, SIGNATURE), (MSG_ID, str(TIMESTAMP), None),
-    (MSG_ID, "16142653３0", SIGNATURE), (MSG_ID, "-1614265330", SIGNATURE),
+    (MSG_ID, "16142653３0", SIGNATURE), (MSG_ID, "-1614265330", SIGNATURE), (MSG_ID, "9" * 5000, SIGNATURE),
 ])
 def test_missing_or_malformed_headers_are_their_own_error(msg_id, timestamp, signature):
     with pytest.raises(signatures.MalformedSignatureHeaders):
