@@ -68,6 +68,10 @@ def check_addresses(addresses: Sequence[str], allowed: Sequence[ipaddress.IPv4Ne
 async def resolved_addresses(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEOUT_S) -> list[str]:
     """Every address the host resolves to (an IP literal: itself); none if it does not resolve in time."""
     try:
+        return [str(ipaddress.ip_address(host))]  # no lookup, and no hop to the resolver's thread pool
+    except ValueError:
+        pass
+    try:
         async with asyncio.timeout(timeout_s):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError, UnicodeError):
