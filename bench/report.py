@@ -15,6 +15,8 @@ from bench.replay import ReplayRecord
 from bench.replay import markdown as replay_markdown
 from bench.sealing import SealRecord
 from bench.sealing import markdown as seal_markdown
+from bench.webhooks import WebhookRecord
+from bench.webhooks import text as webhooks_text
 
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = {
@@ -43,6 +45,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     rebuild: RebuildRecord | None = None
     replay: ReplayRecord | None = None
     seal: SealRecord | None = None
+    webhooks: WebhookRecord | None = None
 
 
 def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
@@ -116,6 +119,8 @@ def markdown(record: RunRecord) -> str:
         lines += ["", seal_markdown(record.seal)]
     if record.rebuild is not None:
         lines += ["", rebuild_markdown(record.rebuild)]
+    if record.webhooks is not None:
+        lines += ["", webhooks_text(record.webhooks)]
     if not record.valid:
         lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
     return "\n".join(lines)

@@ -168,24 +168,26 @@ class Keyring:
     def open(self, event_type: str, schema_version: int, payload: str | bytes, event_id: uuid.UUID,
              key: AESGCM | None) -> Event:
         """The typed event of a sealed payload; `key` None (destroyed): personal fields read ERASED."""
-        return decode_payload(event_type, schema_version, self.open_json(event_type, payload, event_id, key))
-
-    def open_json(self, event_type: str, payload: str | bytes, event_id: uuid.UUID, key: AESGCM | None) -> bytes:
-        """The payload as it was before sealing (its recorded version), as JSON. Members are moved
-        as raw JSON text, never parsed further: replay writes this as it is."""
-        clear = _MEMBERS.decode(payload)
-        envelope = _ENVELOPE.decode(clear.pop("sealed"))
-        if key is None:
-            clear.update(dict.fromkeys(PERSONAL_FIELDS.get(event_type, ()), _ERASED_JSON))
-        else:
-            clear.update(_MEMBERS.decode(_decrypt(envelope, event_id, key)))
-        return _JSON.encode(clear)
+        return decode_payload(event_type, schema_version, open_json(event_type, payload, event_id, key))
 
     def _remember(self, cache: collections.OrderedDict, slot: object, value: object) -> None:  # type: ignore[type-arg]
         cache[slot] = value
         cache.move_to_end(slot)
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
+
+
+def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: AESGCM | None) -> bytes:
+    """A sealed payload as it was before sealing (its recorded version), as JSON; `key` None (destroyed,
+    or not needed): personal fields read ERASED. Members are moved as raw JSON text, never parsed
+    further: replay writes this as it is."""
+    clear = _MEMBERS.decode(payload)
+    envelope = _ENVELOPE.decode(clear.pop("sealed"))
+    if key is None:
+        clear.update(dict.fromkeys(PERSONAL_FIELDS.get(event_type, ()), _ERASED_JSON))
+    else:
+        clear.update(_MEMBERS.decode(_decrypt(envelope, event_id, key)))
+    return _JSON.encode(clear)
 
 
 def personal_fields(tag: str) -> tuple[str, ...]:

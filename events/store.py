@@ -15,7 +15,7 @@ from events.codec import decode_payload, encode_payload, type_and_version
 from events.errors import AppendConflict, KeyUnavailable, UnknownPosition, translating_driver_errors
 from events.group_commit import Committed, FaultPoint, GroupCommitter, Row, no_fault
 from events.keystore import Forgotten
-from events.privacy import DataKey, Keyring, Undecryptable
+from events.privacy import DataKey, Keyring, Undecryptable, open_json
 from events.sqlfiles import queries
 from events.types import ConsultSubmitted, Event, EventMetadata, Idempotency, StoredEvent
 
@@ -164,9 +164,10 @@ class EventStore:
                 return await conn.fetch(self._sql[name], *args)
 
 
-def decode_record(record: asyncpg.Record, keyring: Keyring) -> StoredEvent:
+def decode_record(record: asyncpg.Record, keyring: Keyring | None) -> StoredEvent:
     """A row of the log (as the named queries select it, from event_rows), decoded; its personal
-    fields decrypted with the patient's key, or ERASED if that key was destroyed."""
+    fields decrypted with the patient's key, or ERASED if that key was destroyed, or if the reader
+    needs no personal data and has no keyring (None: nothing is decrypted)."""
     return StoredEvent(
         position=record["position"], event_id=record["event_id"], stream_id=record["stream_id"],
         stream_version=record["stream_version"], event_type=record["event_type"],
@@ -176,18 +177,20 @@ def decode_record(record: asyncpg.Record, keyring: Keyring) -> StoredEvent:
     )
 
 
-def decode_data(record: asyncpg.Record, keyring: Keyring) -> Event:
+def decode_data(record: asyncpg.Record, keyring: Keyring | None) -> Event:
     """The typed event of a row read from event_rows (with its key columns, see migration 0010)."""
     return decode_payload(record["event_type"], record["schema_version"], payload_json(record, keyring))
 
 
-def payload_json(record: asyncpg.Record, keyring: Keyring) -> str | bytes:
+def payload_json(record: asyncpg.Record, keyring: Keyring | None) -> str | bytes:
     """A row's payload as written before sealing (its recorded version; personal fields decrypted,
     or ERASED if the key was destroyed)."""
     if record["key_id"] is None:  # nothing sealed: an event without personal fields
         return record["payload"]
+    if keyring is None:
+        return open_json(record["event_type"], record["payload"], record["event_id"], None)
     wrapped = record["wrapped_key"]
     if wrapped is None:  # the envelope names a key `patient_keys` never had
         raise Undecryptable(f"event {record['event_id']} names data key {record['key_id']}, which does not exist")
     key = keyring.data_key(record["key_id"], wrapped, record["kek_id"]) if wrapped else None  # b"": destroyed
-    return keyring.open_json(record["event_type"], record["payload"], record["event_id"], key)
+    return open_json(record["event_type"], record["payload"], record["event_id"], key)

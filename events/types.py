@@ -120,9 +120,26 @@ class PatientForgotten(Event, frozen=True, kw_only=True, tag="patient.forgotten.
     forgotten_at: dt.datetime
 
 
+class PartnerStatusReported(Event, frozen=True, kw_only=True, tag="partner.status_reported.v1"):
+    """A partner (pharmacy, lab, telehealth provider) reported, by a signed callback, where it stands
+    with an approved consultation. Identifiers and a status only: a callback's free text is not kept.
+
+    Recorded on the consultation's slot stream with the callback's `webhook-id` as its
+    idempotency key, so a callback delivered any number of times is one event."""
+
+    consultation_id: uuid.UUID
+    partner: str
+    status: str  # "accepted" | "in_progress" | "completed" | "cancelled"
+    webhook_id: str
+    reference: str | None = None  # the partner's own id for the order, if it sent one
+    reported_at: dt.datetime  # the callback's signed webhook-timestamp
+    received_at: dt.datetime
+
+
 # What the domain can emit and the store can write: the current version of each event type.
-EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided, PatientForgotten)
-EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided | PatientForgotten
+EVENT_CLASSES: tuple[type[Event], ...] = (ConsultSubmitted, SubmissionDeduplicated, ConsultDecided, PatientForgotten,
+                                          PartnerStatusReported)
+EventPayload = ConsultSubmitted | SubmissionDeduplicated | ConsultDecided | PatientForgotten | PartnerStatusReported
 # Earlier versions, only ever read: the log keeps them forever, and events/upcasting.py turns
 # each into the current version of its type.
 DECODE_ONLY_CLASSES: tuple[type[Event], ...] = (ConsultSubmittedV1,)

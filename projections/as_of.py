@@ -120,7 +120,8 @@ def view(row: consultations.ConsultationRow) -> ConsultationView:
     """A consultation row as the read API shows it (times in UTC, as PostgreSQL gives them)."""
     fields = msgspec.structs.asdict(row)
     return consultation_view({**fields, "submitted_at": _utc(row.submitted_at), "decided_at": _utc(row.decided_at),
-                              "consent_accepted_at": _utc(row.consent_accepted_at)})
+                              "consent_accepted_at": _utc(row.consent_accepted_at),
+                              "partner_status_at": _utc(row.partner_status_at)})
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:

@@ -7,7 +7,7 @@ import uuid
 
 import msgspec
 
-from events.types import ConsultDecided, ConsultSubmitted, StoredEvent
+from events.types import ConsultDecided, ConsultSubmitted, PartnerStatusReported, StoredEvent
 
 NAME = "consultations"
 
@@ -32,12 +32,16 @@ class ConsultationRow(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     consent_document_version: str | None = None
     consent_accepted_at: dt.datetime | None = None
+    # The latest status a partner reported (migration 0012); None until one does.
+    partner: str | None = None
+    partner_status: str | None = None
+    partner_status_at: dt.datetime | None = None
 
 
 def key(event: StoredEvent) -> uuid.UUID | None:
     """The consultation an event is about, if any."""
     data = event.data
-    return data.consultation_id if isinstance(data, ConsultSubmitted | ConsultDecided) else None
+    return data.consultation_id if isinstance(data, ConsultSubmitted | ConsultDecided | PartnerStatusReported) else None
 
 
 def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow | None:
@@ -56,4 +60,7 @@ def evolve(row: ConsultationRow | None, event: StoredEvent) -> ConsultationRow |
         return msgspec.structs.replace(row, status=data.decision, decided_at=data.decided_at,
                                        decision=data.decision, reason=data.reason,
                                        clinician_id=data.clinician_id, version=event.stream_version)
+    if isinstance(data, PartnerStatusReported) and row is not None:
+        return msgspec.structs.replace(row, partner=data.partner, partner_status=data.status,
+                                       partner_status_at=data.reported_at, version=event.stream_version)
     return row

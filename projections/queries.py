@@ -41,6 +41,14 @@ class Consent(msgspec.Struct, frozen=True):
     accepted_at: dt.datetime
 
 
+class PartnerStatus(msgspec.Struct, frozen=True):
+    """The latest status a partner reported for the consultation, and when (its signed time)."""
+
+    partner: str
+    status: str
+    reported_at: dt.datetime
+
+
 class ConsultationView(msgspec.Struct, frozen=True):
     """A consultation as the API shows it."""
 
@@ -55,6 +63,7 @@ class ConsultationView(msgspec.Struct, frozen=True):
     decision: Decision | None
     version: int
     consent: Consent | None  # null for submissions without one, and for every one made before consent existed
+    partner_status: PartnerStatus | None = None  # null until a partner reports (POST …/partners/{p}/callbacks)
 
 
 class PatientView(msgspec.Struct, frozen=True):
@@ -151,7 +160,14 @@ def consultation_view(r: Mapping[str, Any]) -> ConsultationView:
                if r["consent_document_version"] is not None else None)
     return ConsultationView(r["consultation_id"], r["submission_id"], r["patient_id"], r["customer_id"],
                             r["product_id"], r["status"], r["submitted_at"], r["decided_at"], decision,
-                            r["version"], consent)
+                            r["version"], consent, _partner_status(r))
+
+
+def _partner_status(r: Mapping[str, Any]) -> PartnerStatus | None:
+    # .get: a row read by a query that predates the partner columns (none of ours) shows none.
+    if r.get("partner") is None:
+        return None
+    return PartnerStatus(r["partner"], r["partner_status"], r["partner_status_at"])
 
 
 def _approval(r: asyncpg.Record) -> ApprovalView:

@@ -104,7 +104,7 @@ async def list_keys(conn: asyncpg.Connection, *, business: str | None = None) ->
 
 
 async def business_id_of(conn: asyncpg.Connection, slug: str) -> int:
-    """The id of the business with this slug, or AdminError."""
+    """A business's id by its slug; AdminError if there is none."""
     record = await conn.fetchrow(queries("admin")["business_by_slug"], slug)
     if record is None:
         raise AdminError(f"no business {slug!r}")

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 
 from events.replay import BIGINT_MAX
 from projections.projector import PROJECTIONS
-from service import commands, integrity_command, privacy_command, rebuild_command, replay_command
+from service import commands, integrity_command, privacy_command, rebuild_command, replay_command, webhook_commands
 from service.cli_examples import add_examples
+from service.cli_integrations import add_partners, add_patients, add_webhooks, positive
 from service.settings import Settings, SettingsError
 
 _Commands = argparse._SubParsersAction  # noqa: SLF001  (argparse offers no public name for it)
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(subcommands)
     _add_loadtest(subcommands)
     _add_events(subcommands)
-    _add_patients(subcommands)
+    add_patients(subcommands)
+    add_partners(subcommands)
+    add_webhooks(subcommands)
     add_examples(parser)
     return parser
 
@@ -50,19 +53,12 @@ def _add_loadtest(subcommands: _Commands) -> None:
     load.add_argument("--base-url", default="http://127.0.0.1:8000")
     load.add_argument("--business", required=True, help="the business slug the key belongs to")
     load.add_argument("--key", help="API key (default: INTAKE_API_KEY)")
-    load.add_argument("--total", type=_positive, required=True, help="submissions to send")
-    load.add_argument("--unique", type=_positive, required=True, help="how many of them are distinct")
-    load.add_argument("--concurrency", type=_positive, default=16)
+    load.add_argument("--total", type=positive, required=True, help="submissions to send")
+    load.add_argument("--unique", type=positive, required=True, help="how many of them are distinct")
+    load.add_argument("--concurrency", type=positive, default=16)
     load.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     load.add_argument("--seed", type=int, help="make the shuffled plan reproducible")
     load.add_argument("--check", action="store_true", help="then count the run's consultations through the API")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _version() -> str:
@@ -140,17 +136,6 @@ def _add_keys(subcommands: _Commands) -> None:
     actions.add_parser("generate-kek", help="print a new key-encryption key (base64) for INTAKE_KEK_FILE")
 
 
-def _add_patients(subcommands: _Commands) -> None:
-    actions = subcommands.add_parser("patients", help="patients' personal data").add_subparsers(dest="action",
-                                                                                                required=True)
-    forget = actions.add_parser("forget", help="erase a patient: destroy their data keys and record patient.forgotten")
-    forget.add_argument("--business", required=True, help="the business slug")
-    forget.add_argument("--customer", required=True, help="the business's customer id of the patient")
-    forget.add_argument("--reason", default="erasure request", help="why (recorded; no personal data here)")
-    actions.add_parser("encrypt-existing", help="one-time: seal the personal fields of events written before "
-                                                "encryption (as the owner; refused once the log is sealed)")
-
-
 def listen_address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
     """Flags win, then INTAKE_HOST / INTAKE_PORT, then PORT (what platforms set), then 127.0.0.1:8000."""
     host = args.host or env.get("INTAKE_HOST") or "127.0.0.1"
@@ -188,11 +173,11 @@ def _add_integrity(actions: _Commands) -> None:
     """Tamper evidence: docs/INTEGRITY.md."""
     actions.add_parser("seal", help="sign a Merkle tree head over every committed event (nothing if none is new)")
     verify = actions.add_parser("verify", help="recompute every hash chain and seal; exit 1 naming the first problem")
-    verify.add_argument("--from-seal", type=_positive, metavar="N", help="check only what came after seal N")
+    verify.add_argument("--from-seal", type=positive, metavar="N", help="check only what came after seal N")
     verify.add_argument("--against", metavar="FILE", help="seals exported earlier (JSONL) the log must still match")
     prove = actions.add_parser("prove", help="an inclusion proof of the event at POSITION, or --consistency, as JSON")
     prove.add_argument("position", nargs="?", type=_position, metavar="POSITION")
-    prove.add_argument("--consistency", nargs=2, type=_positive, metavar=("OLD_SIZE", "NEW_SIZE"),
+    prove.add_argument("--consistency", nargs=2, type=positive, metavar=("OLD_SIZE", "NEW_SIZE"),
                        help="that the seal of OLD_SIZE events is a prefix of the seal of NEW_SIZE")
     check = actions.add_parser("check-proof", help="check a proof offline, with no database")
     check.add_argument("file", metavar="FILE")
@@ -233,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadtest": _loadtest,
         "events": _events,
         "patients": lambda a, s: asyncio.run(_PRIVACY[a.action](a, s)),
+        "partners": lambda a, s: asyncio.run(webhook_commands.partners_command(a, s)),
+        "webhooks": lambda a, s: asyncio.run(webhook_commands.webhooks_command(a, s)),
     }
     try:
         return handlers[args.command](args, Settings.from_env())

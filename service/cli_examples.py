@@ -31,6 +31,17 @@ EXAMPLES = {
     "events prove": "intake events prove 1234 > proof.json   # --consistency 1000 2000: one seal extends another",
     "events check-proof": "intake events check-proof proof.json --public-key \"$(cat seal.pub)\"   # no database",
     "events seals": "intake events seals --export > seals-2026-12.jsonl",
+    "partners add": "intake partners add pharmacy --business acme   # prints whsec_… once",
+    "partners rotate": "intake partners rotate pharmacy --business acme   # the old secret verifies until removed",
+    "partners list": "intake partners list --business acme",
+    "partners remove": "intake partners remove pharmacy --business acme --secret 0b6f7c1e-5f1d-4c8e-9a55-2b1f0d7c9e10",
+    "webhooks add": ("intake webhooks add --business acme --url https://shop.example/hooks/intake "
+                     "--events consult.approved,consult.rejected"),
+    "webhooks list": "intake webhooks list --business acme",
+    "webhooks disable": "intake webhooks disable 0b6f7c1e-5f1d-4c8e-9a55-2b1f0d7c9e10",
+    "webhooks rotate-secret": "intake webhooks rotate-secret 0b6f7c1e-5f1d-4c8e-9a55-2b1f0d7c9e10",
+    "webhooks deliveries": "intake webhooks deliveries --business acme --failed",
+    "webhooks redeliver": "intake webhooks redeliver 42   # or: --since 2026-12-01T00:00:00Z",
     "loadtest": ("intake loadtest --base-url http://127.0.0.1:8000 --business demo --key ik_… "
                  "--total 200 --unique 50 --concurrency 50 --check"),
 }

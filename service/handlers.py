@@ -14,7 +14,7 @@ from events.codec import type_and_version
 from events.errors import AppendConflict
 from events.store import EventStore
 from events.types import Event, EventMetadata, Idempotency, SubmissionDeduplicated
-from service import domain
+from service import domain, partner_domain
 
 # A request needs at most three rounds (guess, reload, answer); more means a
 # pathological hot stream, and the client is told to retry rather than spin here.
@@ -82,15 +82,39 @@ class Intake:
             state = domain.fold(await self._store.read_stream(stream))
             try:
                 event = domain.decide_decision(command, state)
-            except domain.AlreadyDecided:
+            except domain.AlreadyDecided as refused:
                 # A twin request under the same key may have committed between the
                 # key check above and the stream read: that is a replay, not a conflict.
-                if prior := await self._replay(business_id, key):
-                    return prior
-                raise
+                return await self._replay_or_raise(business_id, key, refused)
             if recorded := await self._append(stream, state.version, event, business_id, key, meta):
                 return recorded
         raise TooMuchContention(TooMuchContention.__doc__)
+
+    async def report_partner_status(self, business_id: int, command: partner_domain.ReportPartnerStatus,
+                                    key: Idempotency, meta: EventMetadata) -> Recorded:
+        """Record a partner's status callback exactly once per webhook-id: insert first, and let the
+        key's unique index turn a duplicate (however many arrive at once) into a replay."""
+        stream = await self._store.stream_of_consultation(business_id, command.consultation_id)
+        if stream is None:
+            raise domain.ConsultationNotFound(domain.ConsultationNotFound.__doc__)
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt and (prior := await self._replay(business_id, key)):
+                return prior
+            state = partner_domain.progress(await self._store.read_stream(stream), command.consultation_id)
+            try:
+                event = partner_domain.decide_partner_status(command, state)
+            except partner_domain.PartnerStatusRefused as refused:
+                # A late duplicate of the callback that moved the status is a replay, not a refusal.
+                return await self._replay_or_raise(business_id, key, refused)
+            if recorded := await self._append(stream, state.version, event, business_id, key, meta):
+                return recorded
+        raise TooMuchContention(TooMuchContention.__doc__)
+
+    async def _replay_or_raise(self, business_id: int, key: Idempotency, refusal: Exception) -> Recorded:
+        """The answer already recorded under this key, else the refusal."""
+        if prior := await self._replay(business_id, key):
+            return prior
+        raise refusal
 
     async def _replay(self, business_id: int, key: Idempotency) -> Recorded | None:
         found = await self._store.find_by_idempotency_key(business_id, key.key)

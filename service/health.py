@@ -13,6 +13,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from events.errors import StoreUnavailable, translating_driver_errors
+from events.sqlfiles import queries
 from projections.status import outbox_stats
 from projections.status import status as projection_status
 from service import migrations
@@ -73,8 +74,13 @@ class Health:
                 async with self._pool.acquire(timeout=self._timeout) as conn:
                     outbox = await outbox_stats(conn)
                     lag = await projection_status(conn)
+                    hooks = await conn.fetchrow(queries("webhooks")["delivery_stats"])
         except StoreUnavailable:
             return
+        for state in ("pending", "delivered", "dead"):
+            metrics.webhook_deliveries.labels(state).set(hooks[state])
+        metrics.webhook_failed_attempts.set(hooks["failed_attempts"])
+        metrics.webhook_lag_seconds.set(hooks["lag_s"])
         metrics.outbox_backlog.set(outbox.backlog)
         metrics.outbox_oldest_age.set(outbox.oldest_age_s)
         for projection in lag:

@@ -46,6 +46,16 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "intake_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet relayed.",
             registry=self.registry, multiprocess_mode=_LATEST)
+        # Outbound webhooks: the worker delivers, the database keeps the record, any API process reports.
+        self.webhook_deliveries = Gauge(
+            "intake_webhook_deliveries", "Webhook deliveries by state (pending, delivered, dead: dead-lettered).",
+            ("state",), registry=self.registry, multiprocess_mode=_LATEST)
+        self.webhook_failed_attempts = Gauge(
+            "intake_webhook_failed_attempts", "Webhook delivery attempts that failed (timeouts, errors, non-2xx).",
+            registry=self.registry, multiprocess_mode=_LATEST)
+        self.webhook_lag_seconds = Gauge(
+            "intake_webhook_delivery_lag_seconds", "Age of the oldest event whose webhook is not delivered yet.",
+            registry=self.registry, multiprocess_mode=_LATEST)
         self.rate_limit_unavailable = Counter(
             "intake_rate_limit_unavailable_total",
             "Requests served without a rate-limit check because Redis was down or slow (fail open).",

@@ -75,7 +75,20 @@ class Settings:
     seal_key_file: str | None = None
     seal_public_key: str | None = None
     seal_interval_s: int = 60  # the worker seals this often, when the log grew; 0: never
+    # Partner and webhook signing secrets are encrypted with this (base64 of 32 bytes); required
+    # outside development (projections/secretbox.py).
+    secrets_key: str | None = None
+    # Outbound webhooks (projections/deliveries.py): per-request timeout, per-endpoint concurrency
+    # in each worker, the retry schedule's first delay and its number of attempts (the defaults
+    # spread 10 attempts over about a day), and the networks endpoints may be in although private,
+    # loopback or link-local (CIDRs, comma-separated; empty: none).
+    webhook_timeout_ms: int = 10_000
+    webhook_endpoint_concurrency: int = 4
+    webhook_retry_base_ms: int = 5_000
+    webhook_max_attempts: int = 10
+    webhook_allowed_networks: str = ""
 
+    # long: one line per setting, a flat table read top to bottom
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from environment variables (see README: Configuration)."""
@@ -115,6 +128,12 @@ class Settings:
             seal_key_file=env.get("INTAKE_SEAL_KEY_FILE") or None,
             seal_public_key=env.get("INTAKE_SEAL_PUBLIC_KEY") or None,
             seal_interval_s=_int(env, "INTAKE_SEAL_INTERVAL_S", 60),
+            secrets_key=env.get("SECRETS_KEY") or None,
+            webhook_timeout_ms=_int(env, "WEBHOOK_TIMEOUT_MS", 10_000),
+            webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 4),
+            webhook_retry_base_ms=_int(env, "WEBHOOK_RETRY_BASE_MS", 5_000),
+            webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 10),
+            webhook_allowed_networks=env.get("WEBHOOK_ALLOWED_NETWORKS", ""),
         )
 
     def require_database_url(self) -> str:

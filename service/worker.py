@@ -22,6 +22,8 @@ import uvloop
 from arq import Worker, cron
 from arq.connections import RedisSettings, create_pool
 
+from projections.deliveries import Sender
+from projections.fanout import follow
 from projections.jobs import JobFailed, project_streams, sweep
 from projections.projector import Projector
 from projections.relay import Relay, listen
@@ -32,6 +34,7 @@ from service.loops import Healthy, Loop, LoopHealth, log_crash, supervise
 from service.probes import serve_probes
 from service.sealer import sealing_tasks
 from service.settings import Settings
+from service.webhooks import delivery_config, secret_box
 
 POLL_DELAY_S = 0.01  # arq polls a sorted set; this bounds the queueing part of projection lag
 MAX_JOBS = 16
@@ -69,6 +72,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     if relay:
         loops["relay"] = functools.partial(_relay_forever, settings, pool, wake, stop)
         loops["listener"] = functools.partial(listen, settings.require_database_url(), wake, stop)
+    # Outbound webhooks: a follower of the log and a sender, woken by the follower (docs/WEBHOOKS.md).
+    fanned = asyncio.Event()
+    loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned)
+    loops["webhooks.sender"] = functools.partial(
+        Sender(pool, secret_box(settings), delivery_config(settings)).run, stop, fanned)
     # The sweep is an arq cron job, not a task of ours: _sweep records its outcomes; and with
     # several workers any one may go long without running it, so it has no stall bound.
     health.watch("sweep", stall_after_s=None)

@@ -17,17 +17,30 @@ from events.store import EventStore
 from projections.freshness import Freshness
 from projections.projector import Projector
 from projections.queries import ReadModels
+from projections.secretbox import SecretBox
 from service import migrations
 from service.db import create_pool
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
-from service.http import audit, decisions, erasure, events_api, ops, reads, seals, submissions
+from service.http import (
+    audit,
+    decisions,
+    erasure,
+    events_api,
+    ops,
+    partner_callbacks,
+    reads,
+    seals,
+    submissions,
+    webhooks_api,
+)
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
 from service.keyring import starting_keyring
 from service.keys import ApiKeys
 from service.metrics import Metrics
+from service.partners import PartnerCallbacks
 from service.ratelimit import RateLimiter, parse_rules
 from service.settings import Settings
 
@@ -45,7 +58,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now
     app = Litestar(
         route_handlers=[submissions.submit_consult, decisions.decide_consultation, reads.router, audit.router,
                         events_api.list_events, erasure.forget, ops.livez, ops.readyz, ops.metrics,
-                        seals.latest_seal_route, seals.public_key_route, seals.router],
+                        seals.latest_seal_route, seals.public_key_route, seals.router,
+                        partner_callbacks.partner_callback, webhooks_api.router],
         lifespan=[_lifespan(settings, metrics, faults, new_id)],
         state=State({"settings": settings, "metrics": metrics, "faults": faults, "clock": clock,
                      "new_id": new_id}),
@@ -90,6 +104,8 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                           on_append=lambda t: metrics.events_appended.labels(t).inc()),
             api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
             read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
+            partner_callbacks=PartnerCallbacks(pool, SecretBox(settings.secrets_key, environment=settings.environment),
+                                               acquire_timeout=acquire_timeout),
             freshness=Freshness(pool, acquire_timeout=acquire_timeout),
             health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
                           expected=migrations.load_migrations()),

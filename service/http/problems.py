@@ -20,11 +20,13 @@ from events.proving import NotProvable
 from events.redaction import redacted_traceback
 from projections.as_of import CommitTimesUntracked, CommitTimeUnknown, TransactionsStillOpen
 from projections.freshness import ProjectionLagging
-from service import domain
+from projections.signatures import MalformedSignatureHeaders, SignatureRejected, TimestampOutOfRange
+from service import domain, partner_domain
 from service.erasure import PatientUnknown
 from service.handlers import IdempotencyKeyReused, TooMuchContention
 from service.keys import InvalidApiKey, NotPermitted, UnknownBusiness
 from service.ratelimit import RateLimited
+from service.webhooks import UnknownWebhook, WebhookError
 
 PROBLEM_BASE = "https://intake.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -137,6 +139,13 @@ _BY_EXCEPTION: dict[type[Exception], _Kind] = {
     # A deployment fault (a KEK missing from the configuration), logged as an error.
     KeyEncryptionKeyError: _Kind(503, "keys-unavailable", "Patient data keys are not available"),
     NotProvable: _Kind(409, "not-sealed", "Not under a seal yet"),
+    # Partner callbacks (issue 13): an unknown partner is answered like a wrong signature.
+    MalformedSignatureHeaders: _Kind(400, "invalid-webhook-headers", "Missing or malformed webhook headers"),
+    SignatureRejected: _Kind(401, "invalid-webhook-signature", "Invalid webhook signature"),
+    TimestampOutOfRange: _Kind(401, "stale-webhook-timestamp", "Webhook timestamp out of range"),
+    partner_domain.PartnerStatusRefused: _Kind(409, "partner-status-refused", "Partner status refused"),
+    UnknownWebhook: _Kind(404, "not-found", "Not found"),
+    WebhookError: _Kind(422, "webhook-refused", "Webhook endpoint refused"),
 }
 _HTTP_SLUGS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
                429: "rate-limited", 503: "service-unavailable"}

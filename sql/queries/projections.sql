@@ -177,20 +177,24 @@ WHERE p.source_position < EXCLUDED.source_position;
 -- must not break the projection that does not know it.
 SELECT consultation_id, business_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, stream_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations WHERE consultation_id = ANY($1::uuid[]);
 
 -- name: upsert_consultations
 -- Consent is set by the submission and never changes, so a conflict (a decision) leaves it.
 INSERT INTO consultations (consultation_id, business_id, submission_id, patient_id, customer_id, product_id,
                            status, submitted_at, decided_at, decision, reason, clinician_id, stream_id,
-                           version, position, consent_document_version, consent_accepted_at)
+                           version, position, consent_document_version, consent_accepted_at,
+                           partner, partner_status, partner_status_at)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
                      $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[],
-                     $14::int[], $15::bigint[], $16::text[], $17::timestamptz[])
+                     $14::int[], $15::bigint[], $16::text[], $17::timestamptz[], $18::text[], $19::text[],
+                     $20::timestamptz[])
 ON CONFLICT (consultation_id) DO UPDATE
 SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at, decision = EXCLUDED.decision,
-    reason = EXCLUDED.reason, clinician_id = EXCLUDED.clinician_id, version = EXCLUDED.version;
+    reason = EXCLUDED.reason, clinician_id = EXCLUDED.clinician_id, version = EXCLUDED.version,
+    partner = EXCLUDED.partner, partner_status = EXCLUDED.partner_status,
+    partner_status_at = EXCLUDED.partner_status_at;
 
 -- name: get_approval_rows
 SELECT consultation_id, business_id, customer_id, product_id, status, requested_at, decided_at,

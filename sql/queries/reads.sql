@@ -4,7 +4,7 @@
 -- name: consultation
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations
 WHERE consultation_id = $2 AND business_id = $1;
 
@@ -19,7 +19,7 @@ WHERE consultation_id = $2 AND business_id = $1;
 -- the test makes a misrouted status return nothing rather than every status.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations
 WHERE business_id = $1
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -32,7 +32,7 @@ LIMIT $5;
 -- no row has costs an index descent, not the tenant.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations
 WHERE business_id = $1 AND status = $4
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -43,7 +43,7 @@ LIMIT $5;
 -- The same list for one customer ($6): walks consultations_by_customer instead.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations
 WHERE business_id = $1 AND customer_id = $6
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)
@@ -55,7 +55,7 @@ LIMIT $5;
 -- One customer's ($6) list in one status ($4): walks consultations_by_customer_status.
 SELECT consultation_id, submission_id, patient_id, customer_id, product_id, status,
        submitted_at, decided_at, decision, reason, clinician_id, version, position,
-       consent_document_version, consent_accepted_at
+       consent_document_version, consent_accepted_at, partner, partner_status, partner_status_at
 FROM consultations
 WHERE business_id = $1 AND customer_id = $6 AND status = $4
   AND position >= $2 AND (position, consultation_id) > ($2, $3::uuid)

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from service import migrations
-from service.devstack import EmbeddedPostgres
+from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.support.tenants import make_tenant
 
 
@@ -23,5 +23,17 @@ async def own_postgres(tmp_path):
         await conn.close()
     try:
         yield server, keys
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis this test may kill, wipe and restart (the session's is shared). Some modules still
+    define their own copy of this fixture, which takes precedence there."""
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()

@@ -33,6 +33,11 @@ EXPECTED_GRANTS = {
     # endpoint; a process registers its KEK at start; every reader reads the log through event_rows.
     "patient_keys": UPSERTED, "key_encryption_keys": {"SELECT", "INSERT"}, "event_rows": {"SELECT"},
     "seals": {"SELECT", "INSERT"},  # the worker appends seals (migration 0011); nobody changes one
+    # Partners are configuration the API only verifies against (0012); webhooks are run by the worker
+    # and managed through the admin API (0013), attempts only ever appended.
+    "partners": {"SELECT"}, "partner_secrets": {"SELECT"},
+    "webhook_endpoints": UPSERTED, "webhook_cursor": UPSERTED, "webhook_deliveries": UPSERTED,
+    "webhook_attempts": {"SELECT", "INSERT"},
 }
 PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
 

@@ -15,7 +15,7 @@ from tests.support.consults import submit
 from tests.support.reads import api, assert_problem, business_id, ok, read, walk
 
 CONSULTATION_FIELDS = {"consultation_id", "submission_id", "patient_id", "customer_id", "product_id", "status",
-                       "submitted_at", "decided_at", "decision", "version", "consent"}
+                       "submitted_at", "decided_at", "decision", "version", "consent", "partner_status"}
 PATIENT_FIELDS = {"patient_id", "customer_id", "first_name", "last_name", "email", "phone", "date_of_birth",
                   "updated_at", "erased"}
 APPROVAL_FIELDS = {"consultation_id", "customer_id", "product_id", "status", "requested_at", "decided_at",
@@ -66,7 +66,7 @@ async def test_a_consultation_and_its_patient_read_by_id_show_the_submission(set
     assert consultation["submission_id"] == sent["submission_id"]
     assert (consultation["customer_id"], consultation["product_id"]) == ("cus_ada", "prod_abc")
     assert (consultation["status"], consultation["decision"], consultation["decided_at"]) == ("pending", None, None)
-    assert consultation["version"] == 1
+    assert consultation["version"] == 1 and consultation["partner_status"] is None  # no partner has reported
     assert set(patient) == PATIENT_FIELDS
     assert patient == {**patient, "customer_id": "cus_ada", "first_name": "Ada", "last_name": "Lovelace",
                        "email": "ada@example.com", "phone": "+15555550100", "date_of_birth": "1990-12-10"}

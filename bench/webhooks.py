@@ -1,0 +1,180 @@
+"""Outbound webhook benchmark: how fast `intake worker` delivers, and how long commit → delivery takes.
+
+On a fresh database with one endpoint (a receiver served by this process on 127.0.0.1, answering
+200 at once) subscribed to `consult.submitted`:
+
+- drain: `intake serve --workers 2` takes submissions at full speed (wrk) with no worker running,
+  which is also the max ingest rate; then WORKERS `intake worker` processes start and deliver the
+  backlog: deliveries/s from the first received to the last.
+- delay: the service and the workers together, submissions offered at LOAD of the max ingest rate
+  (bench/open_loop.py, open loop); for each delivery, its arrival at the receiver minus the event's
+  `recorded_at` (stamped inside the committing transaction, so at or before the commit): the delay
+  from commit to delivery, an upper bound. Target p99 ≤ 500 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import redis
+import uvicorn
+
+from bench import database, real_service
+from bench.load import run_wrk
+from bench.measurement import percentile
+from bench.open_loop import measure_lag
+from bench.projection import _run_fast, running_workers
+from bench.servers import REPO_ROOT, running_server
+from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+
+WORKERS = 2
+API_WORKERS = 2
+LOAD = 0.5
+DRAIN_TIMEOUT_S = 300
+SETTLE_TIMEOUT_S = 60
+
+
+class WebhookRecord(msgspec.Struct, kw_only=True):
+    """What the webhook benchmark measured."""
+
+    max_ingest_rps: float = 0.0
+    backlog: int = 0
+    drain_deliveries_per_s: float = 0.0
+    offered_rps: float = 0.0
+    delivered: int = 0
+    delivered_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    undelivered: int = 0
+    unavailable: str | None = None
+
+
+class _Receiver:
+    """Records each webhook-id's arrival (time.time()); answers 200 at once."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001  (ASGI)
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
+        self.arrivals.setdefault(webhook_id, time.time())
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int, logs: Path) -> WebhookRecord:
+    """Both measurements, on one database; a failure is recorded, not fatal."""
+    record = WebhookRecord()
+    with EmbeddedRedis(logs / "webhooks-redis") as queue:
+        url = database.create_database(postgres, "bench_webhooks")
+        try:
+            api_key = real_service.prepare(url)
+            redis.Redis.from_url(queue.url()).flushall()
+            env = {**real_service.service_env(url), "REDIS_URL": queue.url(), "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+            _run_fast(_measure(record, url, api_key, env, wrk, duration_s, warmup_s, logs))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+            record.unavailable = str(error).strip().splitlines()[0]
+        finally:
+            database.drop_database(postgres, "bench_webhooks")
+    return record
+
+
+async def _measure(record: WebhookRecord, url: str, api_key: str, env: dict[str, str], wrk: str,
+                   duration_s: int, warmup_s: int, logs: Path) -> None:
+    receiver, port = _Receiver(), free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.to_thread(_add_endpoint, env, f"http://127.0.0.1:{port}/hooks")
+        await asyncio.to_thread(_ingest, record, url, api_key, env, wrk, duration_s, warmup_s, logs)
+        with running_workers(WORKERS, env, logs / "webhook-workers.log"):
+            await _drain(record, receiver)
+            api_port = free_port()
+            with running_server(real_service.serve_argv(api_port, API_WORKERS), port=api_port, env=env,
+                                log_path=logs / "webhook-serve.log"):
+                await _delay(record, receiver, url, api_key, api_port, duration_s, warmup_s)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def _add_endpoint(env: dict[str, str], target: str) -> None:
+    subprocess.run([*real_service.intake_argv(), "webhooks", "add", "--business", real_service.BUSINESS_SLUG,
+                    "--url", target, "--events", "consult.submitted"], cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True, timeout=60)
+
+
+def _ingest(record: WebhookRecord, url: str, api_key: str, env: dict[str, str], wrk: str, duration_s: int,
+            warmup_s: int, logs: Path) -> None:
+    port = free_port()
+    target = f"http://127.0.0.1:{port}{real_service.SUBMISSIONS_PATH}"
+    load = dict(api_key=api_key, target="real", workers=API_WORKERS)
+    with running_server(real_service.serve_argv(port, API_WORKERS), port=port, env=env,
+                        log_path=logs / "webhook-ingest.log"):
+        run_wrk(wrk, target, duration_s=warmup_s, **load)
+        ingest = run_wrk(wrk, target, duration_s=duration_s, **load)
+    record.max_ingest_rps = ingest.rps
+    record.backlog = database.count_events(url)
+
+
+async def _drain(record: WebhookRecord, receiver: _Receiver) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while len(receiver.arrivals) < record.backlog and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if len(receiver.arrivals) < record.backlog:
+        raise RuntimeError(f"delivered {len(receiver.arrivals)}/{record.backlog} in {DRAIN_TIMEOUT_S}s")
+    times = sorted(receiver.arrivals.values())
+    record.drain_deliveries_per_s = round(len(times) / max(times[-1] - times[0], 1e-3), 1)
+
+
+async def _delay(record: WebhookRecord, receiver: _Receiver, url: str, api_key: str, port: int,
+                 duration_s: int, warmup_s: int) -> None:
+    already = set(receiver.arrivals)
+    rate = max(1.0, record.max_ingest_rps * LOAD)
+    record.offered_rps = round(rate, 1)
+    started = time.time()
+    await measure_lag(host="127.0.0.1", port=port, path=real_service.SUBMISSIONS_PATH, api_key=api_key,
+                      database_url=url, projections=[], rate=rate, warmup_s=warmup_s, duration_s=duration_s)
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT event_id::text AS id, extract(epoch FROM recorded_at)::float8 AS at "
+                                "FROM events WHERE recorded_at >= to_timestamp($1)", started + warmup_s)
+    finally:
+        await conn.close()
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while any(r["id"] not in receiver.arrivals for r in rows) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    delays = [receiver.arrivals[r["id"]] - r["at"] for r in rows if r["id"] in receiver.arrivals]
+    record.undelivered = len(rows) - len(delays)
+    record.delivered = len(delays)
+    record.delivered_per_s = round(len([i for i in receiver.arrivals if i not in already]) / (warmup_s + duration_s), 1)
+    if delays:
+        record.p50_ms, record.p99_ms = percentile(delays, 50), percentile(delays, 99)
+        record.max_ms = round(max(delays) * 1000, 2)
+
+
+def valid(record: WebhookRecord) -> bool:
+    """Every event delivered, and something measured."""
+    return record.unavailable is None and record.undelivered == 0 and record.delivered > 0
+
+
+def text(record: WebhookRecord) -> str:
+    """The webhook part of the report."""
+    if record.unavailable:
+        return f"webhooks: unavailable ({record.unavailable})"
+    return (f"webhooks: drain {record.drain_deliveries_per_s:,.1f} deliveries/s over a backlog of "
+            f"{record.backlog:,} (max ingest {record.max_ingest_rps:,.1f} req/s, {WORKERS} workers); at "
+            f"{record.offered_rps:,.1f} req/s offered ({LOAD:.0%}): {record.delivered:,} delivered, commit→delivery "
+            f"p50 {record.p50_ms:.1f} ms, p99 {record.p99_ms:.1f} ms, max {record.max_ms:.1f} ms "
+            f"(target p99 ≤ 500 ms), {record.undelivered} undelivered")
