@@ -10,6 +10,9 @@ from dataclasses import dataclass
 # can be given its own (`intake businesses limits`).
 DEFAULT_PER_KEY = "submit=200/1s,decide=100/1s,read=400/1s,admin=50/1s"
 DEFAULT_PER_BUSINESS = "submit=1000/1s,decide=500/1s,read=2000/1s,admin=200/1s"
+# `intake serve` runs one worker process per CPU it may use, up to this many: each holds its own pool
+# of up to DB_POOL_MAX connections, and past a few workers PostgreSQL's share of the CPUs is what limits.
+MAX_AUTO_WORKERS = 8
 
 
 class SettingsError(Exception):
@@ -43,6 +46,7 @@ class Settings:
     readiness_timeout_ms: int = 1000
     shutdown_grace_ms: int = 10000
     auth_cache_ttl_s: int = 10
+    serve_workers: int = 0  # `intake serve` processes; 0: one per usable CPU (see auto_workers)
     # Connection-level limits, per server worker process (see service/connections.py).
     http_header_timeout_s: int = 10  # from connect, or a kept-alive request's first byte, to its last header
     http_body_timeout_s: int = 10  # from the last header to the last body byte
@@ -81,6 +85,7 @@ class Settings:
             readiness_timeout_ms=_int(env, "READINESS_TIMEOUT_MS", 1000),
             shutdown_grace_ms=_int(env, "SHUTDOWN_GRACE_MS", 10000),
             auth_cache_ttl_s=_int(env, "AUTH_CACHE_TTL_S", 10),
+            serve_workers=_int(env, "INTAKE_WORKERS", 0),
             http_header_timeout_s=_int(env, "HTTP_HEADER_TIMEOUT_S", 10),
             http_body_timeout_s=_int(env, "HTTP_BODY_TIMEOUT_S", 10),
             http_keepalive_timeout_s=_int(env, "HTTP_KEEPALIVE_TIMEOUT_S", 5),
@@ -97,6 +102,18 @@ class Settings:
             rate_limit_timeout_ms=_int(env, "RATE_LIMIT_TIMEOUT_MS", 200),
         )
 
+    def workers(self, requested: int | None) -> tuple[int, str]:
+        """How many `intake serve` processes to run, and why: --workers, else INTAKE_WORKERS, else auto."""
+        if requested is not None:
+            chosen, source = requested, "--workers"
+        elif self.serve_workers:
+            chosen, source = self.serve_workers, "INTAKE_WORKERS"
+        else:
+            return auto_workers(usable_cpus()), "one per usable CPU"
+        if chosen < 1:
+            raise SettingsError(f"{source} must be at least 1, got {chosen}")
+        return chosen, source
+
     def require_database_url(self) -> str:
         """DATABASE_URL, or a clear error."""
         if not self.database_url:
@@ -106,3 +123,19 @@ class Settings:
     def require_owner_database_url(self) -> str:
         """OWNER_DATABASE_URL, else DATABASE_URL (one role for everything: `intake migrate` warns)."""
         return self.owner_database_url or self.require_database_url()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, so a container's cpuset counts, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity outside Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(cpus: int) -> int:
+    """The default `intake serve` worker count on a machine with `cpus` usable CPUs.
+
+    One per CPU: a worker is one Python process, CPU-bound under load (docs/PERFORMANCE.md), so one
+    per core is what uses the machine; more only adds context switches and PostgreSQL connections."""
+    return max(1, min(cpus, MAX_AUTO_WORKERS))

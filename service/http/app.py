@@ -24,6 +24,7 @@ from service.health import Health
 from service.http import audit, decisions, events_api, ops, reads, submissions
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
+from service.ids import random_uuid
 from service.keys import ApiKeys
 from service.metrics import Metrics
 from service.ratelimit import RateLimiter, parse_rules
@@ -36,7 +37,7 @@ def utc_now() -> dt.datetime:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now,
-               new_id: Callable[[], uuid.UUID] = uuid.uuid4) -> ASGIApp:
+               new_id: Callable[[], uuid.UUID] = random_uuid) -> ASGIApp:
     """The intake API, wired to its dependencies; the lifespan owns the pool."""
     metrics = Metrics()
     faults = Faults(settings.faults, environment=settings.environment)
