@@ -32,6 +32,9 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "timeout_keep_alive": settings.http_keepalive_timeout_s,
         # uvicorn's own cap counts idle sockets too; the protocol's HTTP_MAX_IN_FLIGHT counts only requests.
         "limit_concurrency": None,
+        # Nothing reads the client's address (limits key on the API key, logs never hold it), so
+        # uvicorn's X-Forwarded-For rewrite would be a middleware pass per request with no observer.
+        "proxy_headers": False,
         "backlog": 2048,
     }
 

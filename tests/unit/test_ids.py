@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 
-from service.ids import random_uuid, request_id
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.ids import name_uuid, random_uuid, request_id
 
 DRAWS = 20_000
 
@@ -32,3 +35,10 @@ def test_request_ids_are_32_hex_digits_and_do_not_repeat():
     ids = [request_id() for _ in range(DRAWS)]
     assert all(re.fullmatch(rb"[0-9a-f]{32}", value) for value in ids)
     assert len(set(ids)) == DRAWS
+
+
+
+@given(st.uuids(), st.text(max_size=200))
+def test_name_uuids_equal_uuid5_for_every_name_including_non_ascii(namespace, name):
+    assert name_uuid(namespace, name) == uuid.uuid5(namespace, name)
+    assert str(name_uuid(namespace, name)) == str(uuid.uuid5(namespace, name))
