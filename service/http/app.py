@@ -71,7 +71,8 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        # The API only reads and appends in transactions; no session state to reset (service/db.py).
+        pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
                  if settings.redis_url else None)
