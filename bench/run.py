@@ -2,7 +2,8 @@
 
 (a) pgbench writing submission-shaped rows, (b) a naive Litestar + asyncpg endpoint,
 (c) the same endpoint without a database, (d) the real service; (b)-(d) at 1 and 2
-uvicorn workers. All share one durable PostgreSQL started for the run, as do the read-side parts:
+uvicorn workers, interleaved in rounds with (e) the eventsourcing library in-process
+(bench/rounds.py). All share one durable PostgreSQL started for the run, as do the read-side parts:
 `projections` (bench/projection.py), `rebuild` and `replay` (bench/rebuild.py, bench/replay.py).
 """
 
