@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 # Generous defaults: they stop a runaway client or a retry storm, not a busy partner; a business
 # can be given its own (`intake businesses limits`).
@@ -13,6 +15,7 @@ DEFAULT_PER_BUSINESS = "submit=1000/1s,decide=500/1s,read=2000/1s,admin=200/1s"
 # `intake serve` runs one worker process per CPU it may use, up to this many: each holds its own pool
 # of up to DB_POOL_MAX connections, and past a few workers PostgreSQL's share of the CPUs is what limits.
 MAX_AUTO_WORKERS = 8
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" in µs, or "max PERIOD"
 
 
 class SettingsError(Exception):
@@ -125,12 +128,18 @@ class Settings:
         return self.owner_database_url or self.require_database_url()
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, so a container's cpuset counts, not the host's)."""
+def usable_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may run on: its affinity (a container's cpuset, not the host's CPUs),
+    lowered to its cgroup's CPU quota when it has one (`docker run --cpus 2`)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # no sched_getaffinity outside Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no quota
+        return cpus
 
 
 def auto_workers(cpus: int) -> int:

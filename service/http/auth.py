@@ -51,7 +51,6 @@ async def _within_limits(connection: ASGIConnection, principal: Principal, route
         connection.scope["state"]["ratelimit_headers"] = verdict.headers()
 
 
-
 class _GuardedRoute(HTTPRouteHandler):
     """A route whose guards get the handler itself: litestar passes each guard `copy(handler)`, a
     shallow copy per guard per request (4 % of a submission's CPU in the bench's profile,

@@ -14,9 +14,9 @@ from service.keys import Tenant
 
 
 @guarded_post("/v1/businesses/{slug:str}/consultations/{consultation_id:str}/decision",
-      guards=[requires("consultations:decide")], status_code=200,
-      summary="Approve or reject a pending consultation", tags=["decisions"],
-      operation_class=documented(body=DecisionIn, parameters=(IDEMPOTENCY_KEY,)))
+              guards=[requires("consultations:decide")], status_code=200,
+              summary="Approve or reject a pending consultation", tags=["decisions"],
+              operation_class=documented(body=DecisionIn, parameters=(IDEMPOTENCY_KEY,)))
 async def decide_consultation(request: Request) -> Response[bytes]:
     """Record a decision exactly once per Idempotency-Key; see docs/API.md, section 4."""
     tenant: Tenant = request.state.tenant

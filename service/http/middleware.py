@@ -7,6 +7,7 @@ import time
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Histogram
 
 from service.ids import request_id as new_request_id
 from service.metrics import Metrics
@@ -24,7 +25,7 @@ class RequestContext:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self._app = app
         self._metrics = metrics
-        self._series: dict[tuple[str, str, int], object] = {}
+        self._series: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,7 +58,8 @@ class RequestContext:
             _log.info("http.request", method=scope["method"], route=route, status=status,
                       duration_ms=round(elapsed * 1000, 2))
 
-    def _latency(self, method: str, route: str, status: int):  # -> the Histogram's child series
+    def _latency(self, method: str, route: str, status: int) -> Histogram:
+        """The latency series of one (method, route, status)."""
         key = (method, route, status)
         series = self._series.get(key)
         if series is None:

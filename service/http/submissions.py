@@ -14,8 +14,8 @@ from service.keys import Tenant
 
 
 @guarded_post("/v1/businesses/{slug:str}/consult-submissions", guards=[requires("submissions:write")],
-      status_code=202, summary="Submit a consult request", tags=["intake"],
-      operation_class=documented(body=SubmissionIn, parameters=(IDEMPOTENCY_KEY,)))
+              status_code=202, summary="Submit a consult request", tags=["intake"],
+              operation_class=documented(body=SubmissionIn, parameters=(IDEMPOTENCY_KEY,)))
 async def submit_consult(request: Request) -> Response[bytes]:
     """Append a consult submission exactly once per Idempotency-Key; see docs/API.md, section 2."""
     tenant: Tenant = request.state.tenant

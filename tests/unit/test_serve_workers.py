@@ -23,3 +23,13 @@ def test_the_flag_wins_over_the_environment_which_wins_over_the_machine():
 def test_fewer_than_one_worker_is_refused_naming_the_setting(env, flag):
     with pytest.raises(SettingsError, match="--workers" if flag is not None else "INTAKE_WORKERS"):
         Settings.from_env(env).workers(flag)
+
+
+def test_a_cgroup_cpu_quota_lowers_the_usable_cpus_and_no_quota_leaves_them(tmp_path):
+    unlimited = usable_cpus(tmp_path / "absent")
+    (quota := tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert usable_cpus(quota) == min(unlimited, 2)  # 1.5 CPUs of quota: a second worker still helps
+    quota.write_text("max 100000\n")
+    assert usable_cpus(quota) == unlimited
+    quota.write_text("50000 100000\n")
+    assert usable_cpus(quota) == 1
