@@ -46,20 +46,6 @@ class RunRecord(msgspec.Struct, kw_only=True):
     round_ratios: dict[str, list[float]] = {}
 
 
-def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
-    """Throughput of the real service over the naive endpoint and the framework ceiling."""
-    by_key = {(m.target, m.workers): m for m in measurements}
-    result: dict[str, float | None] = {}
-    for workers in sorted({m.workers for m in measurements if m.workers is not None}):
-        real = by_key.get(("real", workers))
-        for base in ("naive", "ceiling"):
-            other = by_key.get((base, workers))
-            usable = real and other and real.unavailable is None and other.rps > 0
-            key = f"d/{'b' if base == 'naive' else 'c'} @{workers}w"
-            result[key] = round(real.rps / other.rps, 3) if usable else None
-    return result
-
-
 def _note(m: Measurement) -> str:
     if m.unavailable is not None:
         return f"unavailable: {m.unavailable}"
@@ -133,7 +119,8 @@ def _submission_lines(record: RunRecord, machine: str) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
-        "Throughput ratios: " + "; ".join(ratio_lines(record.ratios)) + ".",
+        "Throughput ratios (medians of the per-round ratios): "
+        + ("; ".join(ratio_lines(record.ratios)) or "none (a ratio needs (d) and its baseline in one round)") + ".",
         "",
         "(a) pgbench `-c 64 -j 2 -M prepared`: BEGIN, event INSERT, outbox INSERT, COMMIT."
         " (b) Litestar + asyncpg, one plain transaction per request, 32 pooled connections in"
