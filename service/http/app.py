@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,6 +38,7 @@ from service.http import (
 )
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
+from service.ids import random_uuid
 from service.keyring import starting_keyring
 from service.keys import ApiKeys
 from service.metrics import Metrics
@@ -51,7 +53,7 @@ def utc_now() -> dt.datetime:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now,
-               new_id: Callable[[], uuid.UUID] = uuid.uuid4) -> ASGIApp:
+               new_id: Callable[[], uuid.UUID] = random_uuid) -> ASGIApp:
     """The intake API, wired to its dependencies; the lifespan owns the pool."""
     metrics = Metrics()
     faults = Faults(settings.faults, environment=settings.environment)
@@ -86,7 +88,8 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        # The API only reads and appends in transactions; no session state to reset (service/db.py).
+        pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False)
         keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
@@ -110,6 +113,7 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
             health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
                           expected=migrations.load_migrations()),
         )
+        _freeze_startup_objects()
         try:
             yield
         finally:
@@ -119,3 +123,11 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                     await client.aclose()
 
     return lifespan
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what startup built (modules, routes, schemas, the pool) out of every later collection.
+    Full collections otherwise walk all of it again and again: 22-26 ms each, about twice a second
+    under the bench's load at 1 worker, stalling every request in flight (docs/PERFORMANCE.md)."""
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
