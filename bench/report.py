@@ -25,6 +25,7 @@ LABELS = {
     "naive": "(b) naive endpoint",
     "ceiling": "(c) framework ceiling",
     "real": "(d) real service",
+    "plaintext": "(d') real, personal data in clear",
     "peer": "(e) eventsourcing in-process",
 }
 HEADER = ("target", "workers", "req/s", "p50 ms", "p99 ms", "non-2xx", "rows written", "")

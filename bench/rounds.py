@@ -14,10 +14,12 @@ import msgspec
 
 from bench.measurement import Measurement
 
-ROUND_TARGETS = ("naive", "ceiling", "real", "peer")
+ROUND_TARGETS = ("naive", "ceiling", "real", "plaintext", "peer")
 PEER_LABEL = "(e) eventsourcing in-process"
 # Ratio name -> (numerator target, denominator target, whether the denominator has a worker count).
-RATIOS = {"d/b": ("real", "naive", True), "d/c": ("real", "ceiling", True), "d/peer": ("real", "peer", False)}
+RATIOS = {"d/b": ("real", "naive", True), "d/c": ("real", "ceiling", True), "d/peer": ("real", "peer", False),
+          # issue 11: the service encrypting personal fields ÷ the same service keeping them in clear
+          "d/d'": ("real", "plaintext", True)}
 
 
 class Spread(msgspec.Struct, kw_only=True):
@@ -37,7 +39,7 @@ class Spread(msgspec.Struct, kw_only=True):
 
 def plan(only: list[str], workers: list[int], rounds: int) -> list[tuple[int, str, int | None]]:
     """(round, target, workers) in measuring order: b, c, d at each worker count, then the peer."""
-    one = [(t, w) for w in workers for t in ("naive", "ceiling", "real") if t in only]
+    one = [(t, w) for w in workers for t in ("naive", "ceiling", "real", "plaintext") if t in only]
     if "peer" in only:
         one.append(("peer", None))
     return [(r, target, count) for r in range(1, rounds + 1) for target, count in one]
@@ -94,6 +96,8 @@ def text(measurements: list[Measurement], per_round: dict[str, list[float]], lab
         lines.append(f"{name}: median {statistics.median(values):.2f} (rounds: {every})")
     if any(name.startswith("d/peer") for name in per_round):
         lines.append("(d/peer: intake over HTTP ÷ eventsourcing in-process)")
+    if any(name.startswith("d/d'") for name in per_round):
+        lines.append("(d/d': personal fields encrypted per patient ÷ kept in clear; issue 11 asks ≥ 0.9)")
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "peer", "projections", "rebuild", "replay", "seal", "webhooks")
+TARGETS = ("raw", "naive", "ceiling", "real", "plaintext", "peer", "projections", "rebuild", "replay", "seal", "webhooks")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -83,18 +83,20 @@ class Bench:
         reset = lambda: database.reset_baseline_tables(url)  # noqa: E731
         return self._http("naive", workers, argv, port, env, UNUSED_KEY, url, reset)
 
-    def real(self, workers: int) -> Measurement:
+    def real(self, workers: int, *, encrypt: bool = True) -> Measurement:
         # A fresh database per worker count rather than a reset: the service's event log
         # refuses TRUNCATE (append-only trigger), and the harness need not know its tables.
-        url = database.create_database(self.postgres, f"bench_real_{workers}w")
+        # `encrypt=False` is (d'), the same service keeping personal fields in clear (issue 11).
+        target, name = ("real", f"bench_real_{workers}w") if encrypt else ("plaintext", f"bench_plain_{workers}w")
+        url = database.create_database(self.postgres, name)
         api_key = real_service.prepare(url)
         argv = real_service.serve_argv((port := free_port()), workers)
-        env = real_service.service_env(url)
+        env = real_service.service_env(url, encrypt=encrypt)
         checkpoint = lambda: database.checkpoint(url)  # noqa: E731
         try:
-            return self._http("real", workers, argv, port, env, api_key, url, checkpoint)
+            return self._http(target, workers, argv, port, env, api_key, url, checkpoint)
         finally:
-            database.drop_database(self.postgres, f"bench_real_{workers}w")
+            database.drop_database(self.postgres, name)
 
     def peer(self) -> Measurement:
         # A fresh database each round, as for (d): the peer's table starts empty every time.
@@ -129,6 +131,7 @@ def measure_all(bench: Bench) -> list[Measurement]:
     measures: dict[str, Callable[[int | None], Measurement]] = {
         "raw": lambda _: bench.raw(), "naive": lambda w: bench.naive(w, naive_url),
         "ceiling": bench.ceiling, "real": bench.real, "peer": lambda _: bench.peer(),
+        "plaintext": lambda w: bench.real(w, encrypt=False),
     }  # fmt: skip
     planned = [(None, "raw", None)] if "raw" in only else []
     planned += rounds.plan(only, workers, bench.options.http_rounds)
