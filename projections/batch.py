@@ -35,6 +35,7 @@ class Model:
     row_type: type[msgspec.Struct]
     key: Callable[[StoredEvent], Hashable | None]
     evolve: Callable[[Any, StoredEvent], Any]
+    personal: bool = False  # whether its rows hold personal data: only then are events decrypted for it
 
     @property
     def columns(self) -> list[str]:
@@ -44,7 +45,7 @@ class Model:
 
 MODELS: dict[str, Model] = {m.name: m for m in (
     Model(patients.NAME, "patients", ("business_id", "patient_id"), patients.PatientRow, patients.key,
-          patients.evolve),
+          patients.evolve, personal=True),
     Model(consultations.NAME, "consultations", ("consultation_id",), consultations.ConsultationRow,
           consultations.key, consultations.evolve),
     Model(approvals.NAME, "approvals", ("consultation_id",), approvals.ApprovalRow, approvals.key,
@@ -75,7 +76,9 @@ class GroupFold:
     def __init__(self, folded: list[Model], tracked: list[str], keyring: Keyring, *,
                  skip: dict[tuple[str, str], int] | None = None, checkpoints: bool = True) -> None:
         self._folded, self._tracked, self._checkpoints = folded, tracked, checkpoints
-        self._keyring = keyring
+        # Folds that keep no personal data read sealed fields as erased: no key is unwrapped, nothing
+        # decrypted (a rebuild's pass over every stream for consultations and approvals).
+        self._keyring = keyring if any(m.personal for m in folded) else None
         self._folded_names = {m.name for m in folded}
         self.skip: dict[tuple[str, str], int] = skip if skip is not None else {}  # → first version not applied
         self.batch = Batch(m.table for m in folded)
