@@ -6,6 +6,8 @@ from pathlib import Path
 
 import msgspec
 
+from bench.chaining import ChainRecord
+from bench.chaining import markdown as chain_markdown
 from bench.measurement import Measurement
 from bench.projection import ProjectionRecord
 from bench.projection import markdown as projection_markdown
@@ -49,6 +51,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     replay: ReplayRecord | None = None
     seal: SealRecord | None = None
     webhooks: WebhookRecord | None = None
+    chain: ChainRecord | None = None
     # Interleaved rounds (bench/rounds.py): each ratio as computed within each round; `ratios` holds their medians.
     round_ratios: dict[str, list[float]] = {}
 
@@ -113,6 +116,8 @@ def markdown(record: RunRecord) -> str:
         lines += ["", rebuild_markdown(record.rebuild)]
     if record.webhooks is not None:
         lines += ["", webhooks_text(record.webhooks)]
+    if record.chain is not None:
+        lines += ["", chain_markdown(record.chain)]
     if not record.valid:
         lines += ["", "**Not a valid result: some measurements failed requests or were unavailable.**"]
     return "\n".join(lines)

@@ -20,14 +20,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, peer, projection, real_service, rebuild, replay, report, rounds, sealing, webhooks
+from bench import chaining, database, peer, projection, real_service, rebuild, replay, report, rounds, sealing, webhooks
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "plaintext", "peer", "projections", "rebuild", "replay", "seal", "webhooks")
+TARGETS = ("raw", "naive", "ceiling", "real", "plaintext", "peer", "projections", "rebuild", "replay", "seal",
+           "webhooks", "chain")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -220,6 +221,10 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
             if "webhooks" in options.only:
                 print("measuring webhook deliveries ...", flush=True)
                 delivered = webhooks.measure(postgres, wrk, options.duration, options.warmup, Path(workdir))
+            chained = None
+            if "chain" in options.only:  # bench/chaining.py: the hash chain's cost to submissions
+                chained = chaining.measure(postgres, wrk, max(options.workers), options.duration, options.warmup,
+                                           options.rounds, Path(workdir))
         finally:
             postgres.stop()
     return report.RunRecord(
@@ -236,12 +241,14 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
         and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed))
         and (sealed is None or sealing.valid(sealed))
-        and (delivered is None or webhooks.valid(delivered)),
+        and (delivered is None or webhooks.valid(delivered))
+        and (chained is None or chaining.valid(chained)),
         projections=projections,
         rebuild=rebuilt,
         replay=replayed,
         seal=sealed,
         webhooks=delivered,
+        chain=chained,
     )
 
 
@@ -266,6 +273,8 @@ def print_record(record: report.RunRecord, saved: Path) -> None:
         print("\n" + sealing.text(record.seal))
     if record.webhooks is not None:
         print("\n" + webhooks.text(record.webhooks))
+    if record.chain is not None:
+        print("\n" + chaining.text(record.chain))
     print(f"\nresult written to {saved}\n\n--- docs/PERFORMANCE.md snippet ---\n")
     print(report.markdown(record))
 

@@ -34,10 +34,11 @@ INSERT INTO seals (seal_no, tree_size, root_hash, prev_seal, sealed_at, key_id, 
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::xid8, $9, $10);
 
 -- name: scan_events
--- verify: every column the chain covers, in the seals' order, after a cursor.
-SELECT position, tx_id::text AS tx_text, hash, event_id::text AS event_id, stream_id, stream_version, event_type,
-       schema_version, business_id, idempotency_key, request_fingerprint,
-       payload::text AS payload, metadata::text AS metadata, recorded_at
+-- verify, as a binary COPY whose fields events/log_scan.py reads by their order and sizes: the
+-- fixed-size columns first, then the variable ones, the last four in their canonical order (the
+-- chain's definition takes payload and metadata as `::text`). In the seals' order, after a cursor.
+SELECT hash, position, recorded_at, stream_version, schema_version, business_id, event_id,
+       stream_id, event_type, idempotency_key, request_fingerprint, payload::text, metadata::text
 FROM events
 WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (tx_id, position) > ($1::text::xid8, $2::bigint)
@@ -46,9 +47,16 @@ ORDER BY tx_id, position;
 -- name: count_events
 SELECT count(*) FROM events;
 
--- name: previous_hash
--- verify --from-seal: the hash a stream's event chains onto when its predecessor is sealed already.
-SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2;
+-- name: sealed_predecessors
+-- verify --from-seal: for each stream with events after the seal's cursor, the stored hash of the
+-- event before the first of them in the scan's order (the seal vouches for it; verify chains onto it).
+SELECT f.stream_id, p.stream_version, p.hash
+FROM (SELECT DISTINCT ON (stream_id) stream_id, stream_version
+      FROM events
+      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+        AND (tx_id, position) > ($1::text::xid8, $2::bigint)
+      ORDER BY stream_id, tx_id, position) f
+JOIN events p ON p.stream_id = f.stream_id AND p.stream_version = f.stream_version - 1;
 
 -- name: first_leaves
 -- A proof's tree: the first $1 events in the seals' order.
