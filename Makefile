@@ -25,7 +25,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check service events projections tests bench
 
-bench: $(STAMP)
+# The bench extra (pyproject.toml): the eventsourcing peer and py-spy, never needed to run or test intake.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

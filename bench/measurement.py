@@ -8,8 +8,8 @@ import msgspec
 class Measurement(msgspec.Struct, kw_only=True):
     """Throughput and latency of one target at one worker count."""
 
-    target: str  # "raw", "naive", "ceiling" or "real"
-    workers: int | None  # None for the raw PostgreSQL baseline
+    target: str  # "raw", "naive", "ceiling", "real" or "peer"
+    workers: int | None  # None for the raw PostgreSQL baseline and the in-process peer
     requests: int = 0
     duration_s: float = 0.0
     rps: float = 0.0
@@ -25,6 +25,7 @@ class Measurement(msgspec.Struct, kw_only=True):
     # rows than successes; fewer would mean acknowledged submissions that were not stored.
     rows_written: int | None = None
     unavailable: str | None = None
+    round: int | None = None  # which interleaved round (bench/rounds.py); None: measured once
 
     @property
     def errors(self) -> int:

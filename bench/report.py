@@ -13,6 +13,7 @@ from bench.rebuild import RebuildRecord
 from bench.rebuild import markdown as rebuild_markdown
 from bench.replay import ReplayRecord
 from bench.replay import markdown as replay_markdown
+from bench.rounds import markdown as rounds_markdown
 from bench.sealing import SealRecord
 from bench.sealing import markdown as seal_markdown
 from bench.webhooks import WebhookRecord
@@ -24,6 +25,8 @@ LABELS = {
     "naive": "(b) naive endpoint",
     "ceiling": "(c) framework ceiling",
     "real": "(d) real service",
+    "plaintext": "(d') real, personal data in clear",
+    "peer": "(e) eventsourcing in-process",
 }
 HEADER = ("target", "workers", "req/s", "p50 ms", "p99 ms", "non-2xx", "rows written", "")
 
@@ -46,20 +49,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     replay: ReplayRecord | None = None
     seal: SealRecord | None = None
     webhooks: WebhookRecord | None = None
-
-
-def ratios(measurements: list[Measurement]) -> dict[str, float | None]:
-    """Throughput of the real service over the naive endpoint and the framework ceiling."""
-    by_key = {(m.target, m.workers): m for m in measurements}
-    result: dict[str, float | None] = {}
-    for workers in sorted({m.workers for m in measurements if m.workers is not None}):
-        real = by_key.get(("real", workers))
-        for base in ("naive", "ceiling"):
-            other = by_key.get((base, workers))
-            usable = real and other and real.unavailable is None and other.rps > 0
-            key = f"d/{'b' if base == 'naive' else 'c'} @{workers}w"
-            result[key] = round(real.rps / other.rps, 3) if usable else None
-    return result
+    # Interleaved rounds (bench/rounds.py): each ratio as computed within each round; `ratios` holds their medians.
+    round_ratios: dict[str, list[float]] = {}
 
 
 def _note(m: Measurement) -> str:
@@ -81,11 +72,12 @@ def _error_detail(m: Measurement) -> str:
 
 def _cells(m: Measurement) -> tuple[str, ...]:
     workers = "-" if m.workers is None else str(m.workers)
+    label = LABELS[m.target] + ("" if m.round is None else f", round {m.round}")
     if m.unavailable is not None:
-        return (LABELS[m.target], workers, "-", "-", "-", "-", "-", _note(m))
+        return (label, workers, "-", "-", "-", "-", "-", _note(m))
     rows = "-" if m.rows_written is None else f"{m.rows_written:,}"
     return (
-        LABELS[m.target], workers, f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}",
+        label, workers, f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}",
         str(m.non2xx), rows, _note(m),
     )  # fmt: skip
 
@@ -133,11 +125,13 @@ def _submission_lines(record: RunRecord, machine: str) -> list[str]:
         f" {record.duration_s} s per measurement after a {record.warmup_s} s warm-up;"
         f" PostgreSQL {record.postgres['version']} with fsync on, on the same machine ({machine}).",
         "",
+        *_round_lines(record),
         "| " + " | ".join(HEADER[:-1]) + " | note |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
-        "Throughput ratios: " + "; ".join(ratio_lines(record.ratios)) + ".",
+        "Throughput ratios (medians of the per-round ratios): "
+        + ("; ".join(ratio_lines(record.ratios)) or "none (a ratio needs (d) and its baseline in one round)") + ".",
         "",
         "(a) pgbench `-c 64 -j 2 -M prepared`: BEGIN, event INSERT, outbox INSERT, COMMIT."
         " (b) Litestar + asyncpg, one plain transaction per request, 32 pooled connections in"
@@ -147,6 +141,16 @@ def _submission_lines(record: RunRecord, machine: str) -> list[str]:
         " may exceed the 2xx count, never fall short of it. wrk, the servers and PostgreSQL"
         " share the machine's cores.",
     ]
+
+
+def _round_lines(record: RunRecord) -> list[str]:
+    if not record.round_ratios:
+        return []
+    rounds = max(m.round or 0 for m in record.measurements)
+    return [f"Interleaved in {rounds} rounds (b, c, d at each worker count, then (e) the peer); medians over"
+            " rounds, and each ratio computed within each round (d/peer: intake over HTTP ÷ eventsourcing"
+            " in-process, 16 threads):", "",
+            *rounds_markdown(record.measurements, record.round_ratios, LABELS), "", "Every measurement:", ""]
 
 
 def write_json(record: RunRecord) -> Path:

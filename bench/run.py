@@ -2,7 +2,8 @@
 
 (a) pgbench writing submission-shaped rows, (b) a naive Litestar + asyncpg endpoint,
 (c) the same endpoint without a database, (d) the real service; (b)-(d) at 1 and 2
-uvicorn workers. All share one durable PostgreSQL started for the run, as do the read-side parts:
+uvicorn workers, interleaved in rounds with (e) the eventsourcing library in-process
+(bench/rounds.py). All share one durable PostgreSQL started for the run, as do the read-side parts:
 `projections` (bench/projection.py), `rebuild` and `replay` (bench/rebuild.py, bench/replay.py).
 """
 
@@ -19,14 +20,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, projection, real_service, rebuild, replay, report, sealing, webhooks
+from bench import database, peer, projection, real_service, rebuild, replay, report, rounds, sealing, webhooks
 from bench.load import CONNECTIONS, ensure_wrk, run_wrk
 from bench.measurement import Measurement, unavailable
 from bench.raw_baseline import run_pgbench
 from bench.servers import running_server, uvicorn_argv
 from service.devstack import EmbeddedPostgres, free_port
 
-TARGETS = ("raw", "naive", "ceiling", "real", "projections", "rebuild", "replay", "seal", "webhooks")
+TARGETS = ("raw", "naive", "ceiling", "real", "plaintext", "peer", "projections", "rebuild", "replay", "seal", "webhooks")
 # Connections the naive app holds in total, split across its workers: the same number of
 # PostgreSQL backends at every worker count (32 per worker measured slower at 2 workers on
 # 2 cores: more backends contend for the same CPUs).
@@ -43,6 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts (default 1,2)")
     parser.add_argument("--events", type=int, default=1_000_000, help="generated log for rebuild/replay (1,000,000)")
     parser.add_argument("--rounds", type=int, default=2, help="rebuild/replay rounds, each beside its baseline (2)")
+    parser.add_argument("--http-rounds", type=int, default=3, help="interleaved rounds of naive,ceiling,real,peer (3)")
     parser.add_argument("--only", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
     options = parser.parse_args(argv)
     if options.quick:
@@ -81,18 +83,28 @@ class Bench:
         reset = lambda: database.reset_baseline_tables(url)  # noqa: E731
         return self._http("naive", workers, argv, port, env, UNUSED_KEY, url, reset)
 
-    def real(self, workers: int) -> Measurement:
+    def real(self, workers: int, *, encrypt: bool = True) -> Measurement:
         # A fresh database per worker count rather than a reset: the service's event log
         # refuses TRUNCATE (append-only trigger), and the harness need not know its tables.
-        url = database.create_database(self.postgres, f"bench_real_{workers}w")
+        # `encrypt=False` is (d'), the same service keeping personal fields in clear (issue 11).
+        target, name = ("real", f"bench_real_{workers}w") if encrypt else ("plaintext", f"bench_plain_{workers}w")
+        url = database.create_database(self.postgres, name)
         api_key = real_service.prepare(url)
         argv = real_service.serve_argv((port := free_port()), workers)
-        env = real_service.service_env(url)
+        env = real_service.service_env(url, encrypt=encrypt)
         checkpoint = lambda: database.checkpoint(url)  # noqa: E731
         try:
-            return self._http("real", workers, argv, port, env, api_key, url, checkpoint)
+            return self._http(target, workers, argv, port, env, api_key, url, checkpoint)
         finally:
-            database.drop_database(self.postgres, f"bench_real_{workers}w")
+            database.drop_database(self.postgres, name)
+
+    def peer(self) -> Measurement:
+        # A fresh database each round, as for (d): the peer's table starts empty every time.
+        url = database.create_database(self.postgres, "bench_peer")
+        try:
+            return peer.measure(url, self.options.duration, self.options.warmup)
+        finally:
+            database.drop_database(self.postgres, "bench_peer")
 
     def _http(
         self, target: str, workers: int, argv: list[str], port: int, env: dict[str, str],
@@ -112,30 +124,31 @@ class Bench:
 
 
 def measure_all(bench: Bench) -> list[Measurement]:
-    """Every requested measurement, in table order; a failing one is recorded, not fatal."""
+    """(a) once, then b, c, d and the peer interleaved in rounds (bench/rounds.py); a failing
+    measurement is recorded, not fatal."""
     only, workers = bench.options.only, bench.options.workers
-    planned: list[tuple[str, int | None, Callable[[], Measurement]]] = []
-    if "raw" in only:
-        planned.append(("raw", None, bench.raw))
-    if "naive" in only:
-        naive_url = database.create_baseline_database(bench.postgres, "bench_naive")
-        planned += [("naive", w, lambda w=w: bench.naive(w, naive_url)) for w in workers]
-    if "ceiling" in only:
-        planned += [("ceiling", w, lambda w=w: bench.ceiling(w)) for w in workers]
-    if "real" in only:
-        planned += [("real", w, lambda w=w: bench.real(w)) for w in workers]
+    naive_url = database.create_baseline_database(bench.postgres, "bench_naive") if "naive" in only else ""
+    measures: dict[str, Callable[[int | None], Measurement]] = {
+        "raw": lambda _: bench.raw(), "naive": lambda w: bench.naive(w, naive_url),
+        "ceiling": bench.ceiling, "real": bench.real, "peer": lambda _: bench.peer(),
+        "plaintext": lambda w: bench.real(w, encrypt=False),
+    }  # fmt: skip
+    planned = [(None, "raw", None)] if "raw" in only else []
+    planned += rounds.plan(only, workers, bench.options.http_rounds)
     # "projections" is measured apart: it is not one row of this table (bench/projection.py).
     results = []
-    for target, count, measure in planned:
+    for number, target, count in planned:
         name = report.LABELS[target] + ("" if count is None else f" @{count}w")
-        print(f"measuring {name} ...", flush=True)
+        print(f"measuring {name}{'' if number is None else f' (round {number})'} ...", flush=True)
         try:
-            results.append(measure())
+            measured = measures[target](count)
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             reason = str(error).strip()
             prefix = "real service" if target == "real" else name
             print(f"{prefix}: unavailable ({reason})", flush=True)
-            results.append(unavailable(target, count, reason.splitlines()[0] if reason else "failed"))
+            measured = unavailable(target, count, reason.splitlines()[0] if reason else "failed")
+        measured.round = number
+        results.append(measured)
     return results
 
 
@@ -218,7 +231,8 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
         machine=machine(),
         postgres={"version": version, "durable": True, **database.SETTINGS},
         measurements=measurements,
-        ratios=report.ratios(measurements),
+        ratios=rounds.median_ratios(per_round := rounds.round_ratios(measurements, options.workers)),
+        round_ratios=per_round,
         valid=all(m.valid for m in measurements) and (projections is None or projection.valid(projections))
         and (rebuilt is None or rebuild.valid(rebuilt)) and (replayed is None or replay.valid(replayed))
         and (sealed is None or sealing.valid(sealed))
@@ -233,7 +247,8 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
 
 def print_record(record: report.RunRecord, saved: Path) -> None:
     print("\n" + report.text_table(record.measurements))
-    print("\nthroughput ratios:", "; ".join(report.ratio_lines(record.ratios)))
+    if record.round_ratios:
+        print("\n" + rounds.text(record.measurements, record.round_ratios, report.LABELS))
     for m in record.measurements:
         if m.unavailable is None and m.errors:
             print(f"\n!!! {report.LABELS[m.target]} @{m.workers}w had {m.errors} FAILED requests:"

@@ -27,6 +27,7 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -195,8 +196,7 @@ def personal_fields(tag: str) -> tuple[str, ...]:
     return PERSONAL_FIELDS.get(split_tag(tag)[0], ())
 
 
-def seal_fields(clear: dict[str, object], fields: Sequence[str], event_id: uuid.UUID,
-                key: DataKey) -> dict[str, object]:
+def seal_fields(clear: dict[str, Any], fields: Sequence[str], event_id: uuid.UUID, key: DataKey) -> dict[str, Any]:
     """A decoded payload with `fields` moved into an encrypted envelope (also used to encrypt
     events written before encryption, whose payload may be an earlier version)."""
     personal = {name: clear.pop(name) for name in fields if name in clear}

@@ -68,15 +68,10 @@ class EventStore:
                 committed: Committed = await self._committer.append(rows)
             except KeyUnavailable:
                 # Another process created this patient's key first, or it was destroyed since
-                # this process last used it: encrypt again with the key the database has now.
+                # this process last used it, or this process started while the database was down
+                # and its KEK was never checked: check it (or refuse to write), then encrypt again
+                # with the key the database has now.
                 await self._learn_write_keys(rows)
-                continue
-            except asyncpg.ForeignKeyViolationError:
-                # This process started while the database was down, so its KEK was never checked
-                # (patient_keys.kek_id must be registered): check it now, or refuse to write.
-                with translating_driver_errors():
-                    async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-                        await keystore.check_keks(conn, self._keyring.keks)
                 continue
             return Appended(positions=committed.positions, recorded_at=committed.recorded_at)  # type: ignore[arg-type]
         raise KeyUnavailable(KeyUnavailable.__doc__)
@@ -96,6 +91,9 @@ class EventStore:
                    payload=payload, metadata=metadata, data_key=data_key)
 
     async def _learn_write_keys(self, rows: Sequence[Row]) -> None:
+        with translating_driver_errors():
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                await keystore.check_keks(conn, self._keyring.keks)
         for row in rows:
             if (key := row.data_key) is not None:
                 live = await self._fetch("live_patient_key", key.business_id, key.patient_id)

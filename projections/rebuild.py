@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import msgspec
@@ -38,6 +38,7 @@ SWAP_ATTEMPTS = 5
 SWAP_LOCK_TIMEOUT = "1s"  # a swap waiting on a long reader makes new readers queue behind it: not for long
 
 Progress = Callable[[str, int, int], None]  # (phase, events done, events in total)
+ConnectionHook = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class RebuildBusy(Exception):
@@ -62,8 +63,14 @@ def _quiet(phase: str, done: int, total: int) -> None:
     return None
 
 
-async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress: Progress = _quiet) -> Rebuilt:
-    """Rebuild these projections (as the schema's owner, at `dsn`) and swap them in."""
+async def _as_is(conn: asyncpg.Connection) -> None:
+    return None
+
+
+async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress: Progress = _quiet,
+                  on_connect: ConnectionHook = _as_is) -> Rebuilt:
+    """Rebuild these projections (as the schema's owner, at `dsn`) and swap them in; `on_connect`
+    sees each connection that reads or writes the bulk and the tail (e.g. to lower its priority)."""
     started = time.monotonic()
     models = [MODELS[name] for name in PROJECTIONS if name in names]
     sql = queries("rebuild")
@@ -73,10 +80,10 @@ async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress:
             raise RebuildBusy(RebuildBusy.__doc__)
         try:
             await _prepare_shadow(conn, models)
-            snapshot, events, folded = await _bulk(dsn, models, keyring, progress)
+            snapshot, events, folded = await _bulk(dsn, models, keyring, progress, on_connect)
             for model in models:
                 await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
-            tail = await _catch_up_and_swap(conn, dsn, models, keyring, snapshot)
+            tail = await _catch_up_and_swap(conn, dsn, models, keyring, snapshot, on_connect)
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await conn.execute(sql["drop_shadow"])
@@ -100,11 +107,14 @@ async def _prepare_shadow(conn: asyncpg.Connection, models: list[Model]) -> None
                 await conn.execute(grant["statement"])
 
 
-async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progress) -> tuple[str, int, int]:
+async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progress,
+                on_connect: ConnectionHook) -> tuple[str, int, int]:
     """Fold the log as one snapshot sees it into the shadow; returns that snapshot, the log's events in
     it, and the events folded."""
     sql = queries("rebuild")
     reader, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    await on_connect(reader)
+    await on_connect(writer)
     try:
         # Read-only and without a transaction id, it does not hold back anyone's horizon.
         async with reader.transaction(isolation="repeatable_read", readonly=True):
@@ -152,9 +162,9 @@ async def _fold(reader: asyncpg.Connection, writer: asyncpg.Connection, query: s
 
 
 async def _catch_up_and_swap(conn: asyncpg.Connection, dsn: str, models: list[Model], keyring: Keyring,
-                             snapshot: str) -> int:
+                             snapshot: str, on_connect: ConnectionHook) -> int:
     """Catch the shadow up with the live projector's code (at the shadow, by search_path), then swap."""
-    shadow = await asyncpg.create_pool(dsn, min_size=1, max_size=2,
+    shadow = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=on_connect,
                                        server_settings={"search_path": f"{SHADOW}, public"})
     try:
         projector = Projector(shadow, keyring, projections={m.name: PROJECTIONS[m.name] for m in models})

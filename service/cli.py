@@ -76,7 +76,7 @@ def _add_processes(subcommands: _Commands) -> None:
     serve = subcommands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", help="default: INTAKE_HOST, else 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: INTAKE_PORT, else PORT, else 8000")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, help="default: INTAKE_WORKERS, else one per usable CPU (at most 8)")
     subcommands.add_parser("worker", help="run the outbox relay and the projector workers")
 
 

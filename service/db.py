@@ -7,10 +7,17 @@ import asyncpg
 from service.settings import Settings
 
 
-async def create_pool(settings: Settings, *, application_name: str, min_size: int | None = None) -> asyncpg.Pool:
-    """A pool that starts even while the database is down (min_size 0) and reconnects by itself."""
+async def create_pool(settings: Settings, *, application_name: str, min_size: int | None = None,
+                      session_state: bool = True) -> asyncpg.Pool:
+    """A pool that starts even while the database is down (min_size 0) and reconnects by itself.
+
+    `session_state=False` promises that no user of the pool changes a session outside a transaction
+    (no LISTEN, SET, session advisory lock or cursor held open): a released connection is then not
+    sent asyncpg's reset query (UNLISTEN *, RESET ALL, …), a round trip per acquire with nothing to
+    undo. An open transaction is still rolled back and listeners dropped (asyncpg does that first)."""
     return await asyncpg.create_pool(
         settings.require_database_url(),
+        reset=None if session_state else _nothing_to_undo,
         min_size=settings.db_pool_min if min_size is None else min_size,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_ms / 1000,
@@ -24,3 +31,7 @@ async def create_pool(settings: Settings, *, application_name: str, min_size: in
             "jit": "off",  # short OLTP statements: JIT compilation only adds latency
         },
     )
+
+
+async def _nothing_to_undo(_: asyncpg.Connection) -> None:
+    return None

@@ -22,6 +22,7 @@ from events.types import (
     SubmissionDeduplicated,
     TelehealthConsent,
 )
+from service.ids import name_uuid  # deterministic (uuid5), pure: the domain draws no random ids
 
 MAX_AGE_YEARS = 130
 # A consent's accepted_at may be this far ahead of our clock: the client's servers stamp it
@@ -101,7 +102,7 @@ INITIAL_STATE = SlotState()
 
 def slot_stream(business_id: int, customer_id: str, product_id: str) -> str:
     """The deterministic stream of a (business, customer, product) slot; carries no patient data."""
-    return f"consult-{uuid.uuid5(_SLOT_NAMESPACE, _KEY.encode([business_id, customer_id, product_id]).decode())}"
+    return f"consult-{name_uuid(_SLOT_NAMESPACE, _KEY.encode([business_id, customer_id, product_id]).decode())}"
 
 
 def request_stream(submission_id: uuid.UUID) -> str:
@@ -111,7 +112,7 @@ def request_stream(submission_id: uuid.UUID) -> str:
 
 def patient_id_for(business_id: int, customer_id: str) -> uuid.UUID:
     """One patient per (business, customer_id), derivable anywhere."""
-    return uuid.uuid5(_PATIENT_NAMESPACE, _KEY.encode([business_id, customer_id]).decode())
+    return name_uuid(_PATIENT_NAMESPACE, _KEY.encode([business_id, customer_id]).decode())
 
 
 def evolve(state: SlotState, stored: StoredEvent) -> SlotState:

@@ -137,14 +137,17 @@ class RateLimiter:
     async def check(self, route_class: str, key_id: object, business_id: int | None,
                     business_rules: Mapping[str, Rule] | None = None) -> Verdict | None:
         """The verdict (RateLimited if over), or None when nothing limits this request or Redis is away."""
-        wanted = [(f"key:{key_id}", self._per_key.get(route_class))]
-        if business_id is not None:
-            rule = (business_rules or {}).get(route_class) or self._per_business.get(route_class)
-            wanted.append((f"business:{business_id}", rule))
+        if self._script is None or self._clock() < self._paused_until:
+            return None  # first, so a limiter with nothing to ask costs no bucket names per request
         # The rule is part of the bucket's name: a changed limit starts a fresh bucket instead of
-        # reading one filled under another rate.
-        buckets = [(f"intake:rl:{owner}:{route_class}:{rule}", rule) for owner, rule in wanted if rule is not None]
-        if not buckets or self._script is None or self._clock() < self._paused_until:
+        # reading one filled under another rate. A name is built only for a rule that exists.
+        buckets = []
+        if (rule := self._per_key.get(route_class)) is not None:
+            buckets.append((f"intake:rl:key:{key_id}:{route_class}:{rule}", rule))
+        if business_id is not None and (rule := (business_rules or {}).get(route_class)
+                                        or self._per_business.get(route_class)) is not None:
+            buckets.append((f"intake:rl:business:{business_id}:{route_class}:{rule}", rule))
+        if not buckets:
             return None
         verdict = await self._ask(buckets)
         if verdict is not None and not verdict.allowed:

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+import structlog
 import uvicorn
 
 from service import keyring
@@ -18,7 +19,7 @@ from service.faults import Faults
 from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_DIR_ENV
 from service.ratelimit import parse_rules
-from service.settings import Settings
+from service.settings import Settings, usable_cpus
 
 APP_FACTORY = "service.http.asgi:app_from_env"
 
@@ -33,14 +34,21 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "timeout_keep_alive": settings.http_keepalive_timeout_s,
         # uvicorn's own cap counts idle sockets too; the protocol's HTTP_MAX_IN_FLIGHT counts only requests.
         "limit_concurrency": None,
+        # Nothing reads the client's address (limits key on the API key, logs never hold it), so
+        # uvicorn's X-Forwarded-For rewrite would be a middleware pass per request with no observer.
+        "proxy_headers": False,
         "backlog": 2048,
     }
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    """Run the API until SIGINT/SIGTERM; in-flight requests get SHUTDOWN_GRACE_MS to finish."""
+def serve(settings: Settings, *, host: str, port: int, workers: int | None = None) -> int:
+    """Run the API until SIGINT/SIGTERM; in-flight requests get SHUTDOWN_GRACE_MS to finish.
+    `workers` None: INTAKE_WORKERS, else one per usable CPU (Settings.workers)."""
     configure_logging(settings.log_level, settings.log_format)
     settings.require_database_url()
+    workers, source = settings.workers(workers)
+    structlog.get_logger("intake.serve").info("serve.starting", host=host, port=port, workers=workers,
+                                              workers_from=source, usable_cpus=usable_cpus())
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
     parse_rules(settings.rate_limit_per_key), parse_rules(settings.rate_limit_per_business)  # and bad limits
     asyncio.run(keyring.preflight(settings))  # and a missing or wrong key-encryption key

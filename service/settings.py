@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 # Generous defaults: they stop a runaway client or a retry storm, not a busy partner; a business
 # can be given its own (`intake businesses limits`).
 DEFAULT_PER_KEY = "submit=200/1s,decide=100/1s,read=400/1s,admin=50/1s"
 DEFAULT_PER_BUSINESS = "submit=1000/1s,decide=500/1s,read=2000/1s,admin=200/1s"
+# `intake serve` runs one worker process per CPU it may use, up to this many: each holds its own pool
+# of up to DB_POOL_MAX connections, and past a few workers PostgreSQL's share of the CPUs is what limits.
+MAX_AUTO_WORKERS = 8
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" in µs, or "max PERIOD"
 
 
 class SettingsError(Exception):
@@ -43,6 +49,7 @@ class Settings:
     readiness_timeout_ms: int = 1000
     shutdown_grace_ms: int = 10000
     auth_cache_ttl_s: int = 10
+    serve_workers: int = 0  # `intake serve` processes; 0: one per usable CPU (see auto_workers)
     # Connection-level limits, per server worker process (see service/connections.py).
     http_header_timeout_s: int = 10  # from connect, or a kept-alive request's first byte, to its last header
     http_body_timeout_s: int = 10  # from the last header to the last body byte
@@ -107,6 +114,7 @@ class Settings:
             readiness_timeout_ms=_int(env, "READINESS_TIMEOUT_MS", 1000),
             shutdown_grace_ms=_int(env, "SHUTDOWN_GRACE_MS", 10000),
             auth_cache_ttl_s=_int(env, "AUTH_CACHE_TTL_S", 10),
+            serve_workers=_int(env, "INTAKE_WORKERS", 0),
             http_header_timeout_s=_int(env, "HTTP_HEADER_TIMEOUT_S", 10),
             http_body_timeout_s=_int(env, "HTTP_BODY_TIMEOUT_S", 10),
             http_keepalive_timeout_s=_int(env, "HTTP_KEEPALIVE_TIMEOUT_S", 5),
@@ -136,6 +144,18 @@ class Settings:
             webhook_allowed_networks=env.get("WEBHOOK_ALLOWED_NETWORKS", ""),
         )
 
+    def workers(self, requested: int | None) -> tuple[int, str]:
+        """How many `intake serve` processes to run, and why: --workers, else INTAKE_WORKERS, else auto."""
+        if requested is not None:
+            chosen, source = requested, "--workers"
+        elif self.serve_workers:
+            chosen, source = self.serve_workers, "INTAKE_WORKERS"
+        else:
+            return auto_workers(usable_cpus()), "one per usable CPU"
+        if chosen < 1:
+            raise SettingsError(f"{source} must be at least 1, got {chosen}")
+        return chosen, source
+
     def require_database_url(self) -> str:
         """DATABASE_URL, or a clear error."""
         if not self.database_url:
@@ -145,3 +165,25 @@ class Settings:
     def require_owner_database_url(self) -> str:
         """OWNER_DATABASE_URL, else DATABASE_URL (one role for everything: `intake migrate` warns)."""
         return self.owner_database_url or self.require_database_url()
+
+
+def usable_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may run on: its affinity (a container's cpuset, not the host's CPUs),
+    lowered to its cgroup's CPU quota when it has one (`docker run --cpus 2`)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity outside Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no quota
+        return cpus
+
+
+def auto_workers(cpus: int) -> int:
+    """The default `intake serve` worker count on a machine with `cpus` usable CPUs.
+
+    One per CPU: a worker is one Python process, CPU-bound under load (docs/PERFORMANCE.md), so one
+    per core is what uses the machine; more only adds context switches and PostgreSQL connections."""
+    return max(1, min(cpus, MAX_AUTO_WORKERS))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import asyncpg
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 from redis.asyncio import Redis
 
+from events.privacy import Keyring
 from events.store import EventStore
 from projections.freshness import Freshness
 from projections.projector import Projector
@@ -37,6 +40,7 @@ from service.http import (
 )
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
+from service.ids import random_uuid
 from service.keyring import starting_keyring
 from service.keys import ApiKeys
 from service.metrics import Metrics
@@ -51,7 +55,7 @@ def utc_now() -> dt.datetime:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] = utc_now,
-               new_id: Callable[[], uuid.UUID] = uuid.uuid4) -> ASGIApp:
+               new_id: Callable[[], uuid.UUID] = random_uuid) -> ASGIApp:
     """The intake API, wired to its dependencies; the lifespan owns the pool."""
     metrics = Metrics()
     faults = Faults(settings.faults, environment=settings.environment)
@@ -82,34 +86,23 @@ def rate_limiter(settings: Settings, client: Redis | None, metrics: Metrics) -> 
 def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
               new_id: Callable[[], uuid.UUID]) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Opens the pool (and the Redis client /readyz reports on) and wires what uses them."""
-    acquire_timeout = settings.db_acquire_timeout_ms / 1000
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings, application_name="intake-api", min_size=0)
+        # The API only reads and appends in transactions; no session state to reset (service/db.py).
+        pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False)
         keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
                  if settings.redis_url else None)
-        store = EventStore(pool, keyring, acquire_timeout=acquire_timeout, fault=faults.hit)
         limiter_redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=0.2,
                                         socket_timeout=settings.rate_limit_timeout_ms / 1000)
                          if settings.redis_url else None)
-        app.state.update(
-            rate_limiter=rate_limiter(settings, limiter_redis, metrics),
-            pool=pool, acquire_timeout=acquire_timeout, keyring=keyring,  # the audit API's reads of the log
-            store=store,
-            projector=Projector(pool, keyring),  # only to apply a forget at once (service/erasure.py)
-            intake=Intake(store, new_id=new_id, fault=faults.hit,
-                          on_append=lambda t: metrics.events_appended.labels(t).inc()),
-            api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
-            read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
-            partner_callbacks=PartnerCallbacks(pool, SecretBox(settings.secrets_key, environment=settings.environment),
-                                               acquire_timeout=acquire_timeout),
-            freshness=Freshness(pool, acquire_timeout=acquire_timeout),
-            health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
-                          expected=migrations.load_migrations()),
-        )
+        app.state.update(_wired(settings, metrics, faults, new_id, pool, keyring),
+                         rate_limiter=rate_limiter(settings, limiter_redis, metrics),
+                         health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
+                                       expected=migrations.load_migrations()))
+        _freeze_startup_objects()
         try:
             yield
         finally:
@@ -119,3 +112,30 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                     await client.aclose()
 
     return lifespan
+
+
+def _wired(settings: Settings, metrics: Metrics, faults: Faults, new_id: Callable[[], uuid.UUID],
+           pool: asyncpg.Pool, keyring: Keyring) -> dict[str, object]:
+    """What the controllers find in app.state, over the one pool."""
+    acquire_timeout = settings.db_acquire_timeout_ms / 1000
+    store = EventStore(pool, keyring, acquire_timeout=acquire_timeout, fault=faults.hit)
+    return dict(
+        pool=pool, acquire_timeout=acquire_timeout, keyring=keyring,  # the audit API's reads of the log
+        store=store,
+        projector=Projector(pool, keyring),  # only to apply a forget at once (service/erasure.py)
+        intake=Intake(store, new_id=new_id, fault=faults.hit,
+                      on_append=lambda t: metrics.events_appended.labels(t).inc()),
+        api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
+        read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
+        partner_callbacks=PartnerCallbacks(pool, SecretBox(settings.secrets_key, environment=settings.environment),
+                                           acquire_timeout=acquire_timeout),
+        freshness=Freshness(pool, acquire_timeout=acquire_timeout),
+    )
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what startup built (modules, routes, schemas, the pool) out of every later collection.
+    Full collections otherwise walk all of it again and again: 22-26 ms each, about twice a second
+    under the bench's load at 1 worker, stalling every request in flight (docs/PERFORMANCE.md)."""
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()

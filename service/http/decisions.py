@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, post
+from litestar import Request, Response
 
 from service import domain
 from service.http import params
-from service.http.auth import requires
+from service.http.auth import guarded_post, requires
 from service.http.openapi import IDEMPOTENCY_KEY, documented
 from service.http.schemas import DecisionIn, check_json_content_type, decode_body
 from service.http.writes import answer, event_metadata, idempotency_key
 from service.keys import Tenant
 
 
-@post("/v1/businesses/{slug:str}/consultations/{consultation_id:str}/decision",
-      guards=[requires("consultations:decide")], status_code=200,
-      summary="Approve or reject a pending consultation", tags=["decisions"],
-      operation_class=documented(body=DecisionIn, parameters=(IDEMPOTENCY_KEY,)))
+@guarded_post("/v1/businesses/{slug:str}/consultations/{consultation_id:str}/decision",
+              guards=[requires("consultations:decide")], status_code=200,
+              summary="Approve or reject a pending consultation", tags=["decisions"],
+              operation_class=documented(body=DecisionIn, parameters=(IDEMPOTENCY_KEY,)))
 async def decide_consultation(request: Request) -> Response[bytes]:
     """Record a decision exactly once per Idempotency-Key; see docs/API.md, section 4."""
     tenant: Tenant = request.state.tenant

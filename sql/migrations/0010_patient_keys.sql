@@ -16,9 +16,10 @@ CREATE TABLE patient_keys (
     business_id  bigint NOT NULL,
     patient_id   uuid NOT NULL,
     wrapped_key  bytea,  -- nonce ‖ AES-GCM(KEK, data key, associated data = key_id); NULL once destroyed
-    -- Which KEK wrapped it (a hash prefix of the KEK, events/privacy.py kek_id); it must be
-    -- registered, i.e. checked at some process's start. NULL once destroyed: nothing is wrapped.
-    kek_id       text REFERENCES key_encryption_keys (kek_id),
+    -- Which KEK wrapped it (a hash prefix of the KEK, events/privacy.py kek_id); the append stores a
+    -- key only under a registered KEK (no foreign key: every new patient's key would lock the one
+    -- KEK row, FOR KEY SHARE, a multixact per append). NULL once destroyed: nothing is wrapped.
+    kek_id       text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     destroyed_at timestamptz,
     CONSTRAINT patient_keys_destroyed_has_no_key
@@ -27,8 +28,6 @@ CREATE TABLE patient_keys (
 -- At most one live key per patient: concurrent first submissions race on it, and the loser
 -- re-encrypts with the winner's key (events/store.py).
 CREATE UNIQUE INDEX patient_keys_one_live ON patient_keys (business_id, patient_id) WHERE destroyed_at IS NULL;
--- `keys rotate-kek` finds the keys still wrapped by an older KEK (and retires a KEK none references).
-CREATE INDEX patient_keys_by_kek ON patient_keys (kek_id);
 
 -- Every reader of the log reads through this view: each row with the wrapped data key its
 -- sealed personal fields need. key_id NULL: nothing sealed. wrapped_key: the key; empty once

@@ -13,6 +13,11 @@
 WITH new_keys AS (
     INSERT INTO patient_keys (key_id, business_id, patient_id, wrapped_key, kek_id)
     SELECT * FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::bytea[], $15::text[])
+        AS k(key_id, business_id, patient_id, wrapped_key, kek_id)
+    -- Only under a KEK some process checked at its start (key_encryption_keys): a process that
+    -- started unchecked learns it on its first new key (events/store.py) instead of writing keys
+    -- nobody could unwrap.
+    WHERE k.kek_id IN (SELECT kek_id FROM key_encryption_keys)
     ON CONFLICT DO NOTHING
     RETURNING key_id
 ), live_keys AS (

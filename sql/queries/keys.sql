@@ -33,7 +33,8 @@ FROM unnest($1::uuid[], $2::bytea[], $3::text[]) AS r(key_id, wrapped_key, kek_i
 WHERE k.key_id = r.key_id AND k.destroyed_at IS NULL;
 
 -- name: retire_keks
--- KEKs no live key needs any more: a process may now start without them.
+-- KEKs no live key needs any more: a process may now start without them (a scan of patient_keys:
+-- an operator's command, rare enough not to index kek_id for).
 DELETE FROM key_encryption_keys AS c
 WHERE c.kek_id <> $1
   AND NOT EXISTS (SELECT 1 FROM patient_keys k WHERE k.kek_id = c.kek_id)

@@ -27,8 +27,10 @@ from tests.support.reads import BASE, LISTS
 from tests.support.servers import ROOT, ApiProcess
 from tests.support.workers import WorkerProcess
 
-PLAN = LoadPlan(submissions=500, decisions=120, clients=8, customers=150, products=3, race_size=2, races=10,
-                stale_share=0.1, warm_up=80, budget_s=20.0, seed=11)
+# Long enough to outlast a rebuild's whole process, which yields the CPU to the API (nice 10, its
+# backends too) and so takes longer the busier the API is.
+PLAN = LoadPlan(submissions=1500, decisions=300, clients=8, customers=400, products=3, race_size=2, races=10,
+                stale_share=0.1, warm_up=80, budget_s=40.0, seed=11)
 REBUILDS_DURING_LOAD = 3  # at most; each is a whole process (start-up included)
 CONVERGE_DEADLINE_S = 12.0  # below the 15 s cron sweep: the swap itself must leave nothing for it to repair
 KILL_LOG_EVENTS = 30_000

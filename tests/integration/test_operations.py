@@ -108,6 +108,7 @@ async def test_metrics_count_every_worker_process_whichever_one_answers_the_scra
                 scrapes.append((await client.get("/metrics")).text)
     finally:
         server.stop()
+    assert '"workers":2,"workers_from":"--workers"' in server.log_tail(100_000), "serve did not say how many workers"
     counted = f'intake_events_appended_total{{event_type="consult.submitted"}} {float(submissions)}'
     for text in scrapes:
         assert counted in text, "a scrape counted only the submissions its own process handled"

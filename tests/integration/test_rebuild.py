@@ -11,12 +11,14 @@ import sys
 import uuid
 
 import asyncpg
+import psutil
 import pytest
 
 from events.store import EventStore
 from projections.projector import PARK_AFTER_ATTEMPTS, PROJECTIONS, Projector
 from projections.rebuild import RebuildBusy, rebuild
 from projections.verify import verify
+from service import rebuild_command
 from tests.support.event_log import append
 from tests.support.fold import actual_tables
 from tests.support.generated_log import write_log
@@ -159,3 +161,19 @@ async def test_a_version_1_submission_recorded_by_an_older_release_rebuilds_as_i
 
     assert await actual_tables(db) == live
     assert all(verdict.equal for verdict in await verify(db, list(PROJECTIONS), keyring))
+
+
+async def test_a_rebuilds_backends_on_this_machine_yield_the_cpu_like_the_command(database_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        backend = psutil.Process(conn.get_server_pid())
+        before = backend.nice()
+        await rebuild_command._yield_cpu(conn, local=False)  # another host's pid means nothing here
+        assert backend.nice() == before
+        await rebuild_command._yield_cpu(conn, local=True)
+        assert backend.nice() == max(before, rebuild_command.REBUILD_NICENESS)
+    finally:
+        await conn.close()
+    assert rebuild_command._is_local(database_url)
+    assert rebuild_command._is_local("postgresql://u@/db?host=/var/run/postgresql")
+    assert not rebuild_command._is_local("postgresql://u@db.internal:5432/db")
