@@ -4,7 +4,12 @@ Isolation: each worker keeps at most `endpoint_concurrency` requests in flight p
 `max_in_flight` in all, and every request is bounded by `timeout_s` (the whole exchange, not
 each read), so an endpoint that hangs holds only its own slots, for at most the timeout, and the
 claim skips it while they are full: other endpoints' deliveries keep going. Redirects are not
-followed (httpx's default, and said again here): the URL we checked is the only one we call.
+followed: the URL we checked is the only one we call.
+
+The HTTP client is aiohttp's, not httpx's: measured under the webhook benchmark, httpx spent
+about half the worker's CPU per delivery (its connection pool checks every pooled connection's
+socket before each request), which capped how many deliveries a worker could make a second
+(docs/PERFORMANCE.md, outbound webhooks).
 
 A delivery is leased when claimed (its next attempt pushed past the timeout), so a worker killed
 mid-request leaves it to be retried when the lease runs out: at least once, with the same
@@ -14,6 +19,7 @@ webhook-id (the event id), which is what lets a receiver stay idempotent.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -22,19 +28,26 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import aiohttp
 import asyncpg
-import httpx
 import structlog
 
 from events.errors import translating_driver_errors
 from events.sqlfiles import queries
 from events.store import decode_record
+from events.types import StoredEvent
 from projections import signatures, webhook_bodies, webhook_policy
 from projections.secretbox import SecretBox
 
 POLL_S = 0.05
 CLAIM_GATHER_S = 0.005
-# Beyond the request timeout: time to record the attempt after it. A lease that runs out while its
+# A worker holds up to this many times an endpoint's concurrency (in flight, or claimed and waiting
+# for a slot), so that a slot that frees takes the next delivery at once instead of waiting for a
+# claim: the claim's round trips are off the path from one request to the next, and one claim
+# brings enough for the time it takes. Measured: 2 left a queue at 50 % of ingest, 4 did not
+# (docs/PERFORMANCE.md).
+PREFETCH = 4
+# Beyond the requests' timeouts: time to record the attempt after it. A lease that runs out while its
 # worker still lives means one more (harmless, same webhook-id) delivery, never a lost one.
 LEASE_MARGIN_S = 5.0
 _log = structlog.get_logger("intake.webhooks")
@@ -52,6 +65,18 @@ class DeliveryConfig:
     https_only: bool = True
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
+    @property
+    def lease_s(self) -> float:
+        """How long a claim holds a delivery: up to one timeout waiting for a slot (one that waits
+        longer is let go unsent, see `Sender._slot`), then at most one timeout for its request."""
+        return 2 * self.timeout_s + LEASE_MARGIN_S
+
+    @property
+    def send_within_s(self) -> float:
+        """How long after its claim a held delivery may still be sent: its request must end, and be
+        recorded, before the lease runs out and another worker may send it too."""
+        return self.lease_s - self.timeout_s - LEASE_MARGIN_S
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -61,6 +86,15 @@ class Outcome:
     error: str | None
     latency_ms: int
     retry_after_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Held:
+    """A claimed delivery waiting for a slot: the row, the event's stream (for the body), when claimed."""
+
+    row: asyncpg.Record
+    stream: list[StoredEvent]
+    claimed: float  # time.monotonic()
 
 
 def _nobody() -> None:
@@ -75,73 +109,115 @@ class Sender:
         self._box = box
         self._config = config
         self._sql = queries("webhooks")
-        self._in_flight: Counter[object] = Counter()
+        self._in_flight: Counter[object] = Counter()  # per endpoint: its slots in use (requests)
+        self._held: Counter[object] = Counter()  # per endpoint: claimed and not yet answered
+        self._waiting: dict[object, collections.deque[_Held]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
+        self._finished: list[tuple[asyncpg.Record, dt.datetime, Outcome]] = []  # attempts not yet recorded
         self._keys: dict[bytes, bytes] = {}  # sealed secret → key: decrypting once per secret, not per delivery
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, healthy: Callable[[], None] = _nobody) -> None:
         """Claim and send until `stop`; woken by new deliveries, finished requests, or the poll."""
-        client = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(
-            max_connections=self._config.max_in_flight, max_keepalive_connections=self._config.max_in_flight))
+        # No connection limit of its own (ours are the slots), no proxy from the environment (the
+        # address we checked is the one we call), and no client-wide timeout (each request has one).
+        client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
+                                       timeout=aiohttp.ClientTimeout(total=None))
         try:
             while not stop.is_set():
                 wake.clear()
                 self._done.clear()
-                for row in await self._claim():
-                    self._start(client, row)
+                # Side by side, on two connections: the attempts of every request that finished
+                # meanwhile, in one statement, and a claim that refills the room they left.
+                await asyncio.gather(self._claim(), self._record_finished())
+                self._fill_slots(client)
                 healthy()
                 waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self._done)]
                 await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
                 for waiting in waits:
                     waiting.cancel()
                 if self._done.is_set() and not wake.is_set():
-                    # Freed slots: let a few more requests finish so that one claim refills them all.
+                    # Room freed: let a few more requests finish so that one claim refills it all.
                     await asyncio.sleep(CLAIM_GATHER_S)
+            await self._record_finished()
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await client.aclose()
+            await client.close()
 
-    async def _claim(self) -> list[asyncpg.Record]:
-        free = self._config.max_in_flight - sum(self._in_flight.values())
+    async def _claim(self) -> None:
+        """One claim (no endpoint beyond what it may hold), and the claimed events' streams in one more query."""
+        free = PREFETCH * self._config.max_in_flight - sum(self._held.values())
         if free <= 0:
-            return []
-        limit = self._config.endpoint_concurrency
-        busy = [(endpoint, n) for endpoint, n in self._in_flight.items() if n > 0]
-        full = [endpoint for endpoint, n in busy if n >= limit]
+            return
+        hold = PREFETCH * self._config.endpoint_concurrency
+        busy = [(endpoint, n) for endpoint, n in self._held.items() if n > 0]
+        full = [endpoint for endpoint, n in busy if n >= hold]
         with translating_driver_errors():
             async with self._pool.acquire(timeout=5) as conn:
-                return await conn.fetch(self._sql["claim_due"], full, [e for e, _ in busy], [n for _, n in busy],
-                                        limit, free, self._config.timeout_s + LEASE_MARGIN_S)
+                claimed = time.monotonic()  # no later than the lease's start in the database: on the safe side
+                rows = await conn.fetch(self._sql["claim_due"], full, [e for e, _ in busy], [n for _, n in busy],
+                                        hold, free, self._config.lease_s)
+                if not rows:
+                    return
+                found = await conn.fetch(self._sql["events_with_streams"], list({r["event_position"] for r in rows}))
+        streams: dict[int, list[StoredEvent]] = {}
+        for record in found:
+            streams.setdefault(record["wanted"], []).append(decode_record(record, None))
+        for row in rows:
+            self._held[row["endpoint_id"]] += 1
+            self._waiting.setdefault(row["endpoint_id"], collections.deque()).append(
+                _Held(row, streams.get(row["event_position"], []), claimed))
 
-    def _start(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
-        self._in_flight[row["endpoint_id"]] += 1
-        task = asyncio.create_task(self._deliver(client, row))
+    def _fill_slots(self, client: aiohttp.ClientSession) -> None:
+        """A request task for each free slot of an endpoint with deliveries waiting (within the worker's total)."""
+        for endpoint, waiting in list(self._waiting.items()):
+            if not (waiting or self._held[endpoint] or self._in_flight[endpoint]):  # forget idle endpoints
+                del self._waiting[endpoint], self._held[endpoint], self._in_flight[endpoint]
+                continue
+            wanted = min(len(waiting), self._config.endpoint_concurrency - self._in_flight[endpoint],
+                         self._config.max_in_flight - sum(self._in_flight.values()))
+            for _ in range(wanted):
+                self._start(client, endpoint)
+
+    def _start(self, client: aiohttp.ClientSession, endpoint: object) -> None:
+        self._in_flight[endpoint] += 1
+        task = asyncio.create_task(self._slot(client, endpoint))
         self._tasks.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
-            self._in_flight[row["endpoint_id"]] -= 1
+            self._in_flight[endpoint] -= 1
             self._done.set()
             if not done.cancelled() and done.exception() is not None:
-                # The lease runs out and the delivery is tried again; the type only, never a message.
-                _log.error("webhook.delivery_crashed", delivery_id=row["id"], error=type(done.exception()).__name__)
+                # Its lease runs out and the delivery is tried again; the type only, never a message.
+                _log.error("webhook.delivery_crashed", endpoint_id=str(endpoint), error=type(done.exception()).__name__)
 
         task.add_done_callback(finished)
 
-    async def _deliver(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
-        with translating_driver_errors():
-            async with self._pool.acquire(timeout=5) as conn:
-                stream = [decode_record(r, None) for r in await conn.fetch(self._sql["event_with_stream"],
-                                                                           row["event_position"])]
+    async def _slot(self, client: aiohttp.ClientSession, endpoint: object) -> None:
+        """One of the endpoint's slots: sends what waits for the endpoint, one request at a time.
+        A delivery that waited too long (behind requests to an endpoint that hangs) is let go unsent:
+        its lease runs out and it is claimed again, so no two workers ever send it at once."""
+        waiting = self._waiting[endpoint]
+        while waiting:
+            held = waiting.popleft()
+            try:
+                if time.monotonic() - held.claimed <= self._config.send_within_s:
+                    await self._deliver(client, held.row, held.stream)
+            finally:
+                # Room for one more claimed delivery; the attempt is recorded by the claim loop.
+                self._held[endpoint] -= 1
+                self._done.set()
+
+    async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[StoredEvent]) -> None:
         body = webhook_bodies.body(stream[-1], stream, row["webhook_type"])
         attempted_at = dt.datetime.now(dt.UTC)
         outcome = await self._post(client, row, str(row["event_id"]), body)
-        await self._record(row, attempted_at, outcome)
+        self._finished.append((row, attempted_at, outcome))
 
-    async def _post(self, client: httpx.AsyncClient, endpoint: asyncpg.Record, webhook_id: str,
+    async def _post(self, client: aiohttp.ClientSession, endpoint: asyncpg.Record, webhook_id: str,
                     body: bytes) -> Outcome:
         started = time.perf_counter()
         status, error, retry_after = None, None, None
@@ -150,13 +226,13 @@ class Sender:
             webhook_policy.check_addresses(await webhook_policy.resolved_addresses(host, port),
                                            self._config.allowed_networks)
             headers = self._headers(endpoint, webhook_id, body)
-            async with asyncio.timeout(self._config.timeout_s):
-                response = await client.post(endpoint["url"], content=body, headers=headers,
-                                             timeout=self._config.timeout_s, follow_redirects=False)
-            status, retry_after = response.status_code, _retry_after(response.headers.get("retry-after"))
+            async with asyncio.timeout(self._config.timeout_s), \
+                    client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
+                await response.read()  # the whole answer, so that the connection can be kept for the next
+            status, retry_after = response.status, _retry_after(response.headers.get("retry-after"))
         except webhook_policy.EndpointRefused:
             error = "EndpointRefused"
-        except (TimeoutError, httpx.TransportError) as failure:
+        except (TimeoutError, aiohttp.ClientError) as failure:
             error = type(failure).__name__
         return Outcome(status, error, round((time.perf_counter() - started) * 1000), retry_after)
 
@@ -174,22 +250,37 @@ class Sender:
             self._keys[sealed] = signatures.secret_key(self._box.open(sealed, str(endpoint_id)))
         return self._keys[sealed]
 
-    async def _record(self, row: asyncpg.Record, attempted_at: dt.datetime, outcome: Outcome) -> None:
-        attempt = row["attempts"] - row["budget_from"] + 1
-        state, next_at = "dead", None
-        if outcome.status is not None and 200 <= outcome.status < 300:
-            state = "delivered"
-        elif outcome.error != "EndpointRefused" and webhook_policy.retryable(outcome.status) \
-                and attempt < self._config.max_attempts:
-            delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
-            state, next_at = "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+    async def _record_finished(self) -> None:
+        """Every finished attempt since the last call, in one statement (one commit, not one per attempt).
+        Should the worker die first, their leases run out and they are sent again: at least once."""
+        # One per delivery (the statement updates each once): a second one exists only if a lease
+        # ran out while this worker still held the first, and either answer settles it.
+        finished = list({row["id"]: (row, at, outcome) for row, at, outcome in self._finished}.values())
+        self._finished = []
+        if not finished:
+            return
+        settled = [(row, attempted_at, outcome, *self._settle(row, outcome)) for row, attempted_at, outcome in finished]
+        columns = list(zip(*[(row["id"], state, next_at, attempted_at, outcome.status, outcome.latency_ms, outcome.error)
+                             for row, attempted_at, outcome, state, next_at in settled], strict=True))
         with translating_driver_errors():
             async with self._pool.acquire(timeout=5) as conn:
-                await conn.execute(self._sql["record_attempt"], row["id"], state, next_at, attempted_at,
-                                   outcome.status, outcome.latency_ms, outcome.error)
-        # Debug for a success (one line per delivery would cost more than the delivery's own work).
-        (_log.debug if state == "delivered" else _log.info)("webhook.attempted", delivery_id=row["id"], endpoint_id=str(row["endpoint_id"]), state=state,
-                  status=outcome.status, error=outcome.error, latency_ms=outcome.latency_ms)
+                await conn.execute(self._sql["record_attempts"], *map(list, columns))
+        for row, _, outcome, state, _ in settled:
+            # Debug for a success (one line per delivery would cost more than the delivery's own work).
+            (_log.debug if state == "delivered" else _log.info)(
+                "webhook.attempted", delivery_id=row["id"], endpoint_id=str(row["endpoint_id"]), state=state,
+                status=outcome.status, error=outcome.error, latency_ms=outcome.latency_ms)
+
+    def _settle(self, row: asyncpg.Record, outcome: Outcome) -> tuple[str, dt.datetime | None]:
+        """(state, next attempt) after this outcome: delivered, pending again with a backoff, or dead."""
+        attempt = row["attempts"] - row["budget_from"] + 1
+        if outcome.status is not None and 200 <= outcome.status < 300:
+            return "delivered", None
+        if outcome.error != "EndpointRefused" and webhook_policy.retryable(outcome.status) \
+                and attempt < self._config.max_attempts:
+            delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
+            return "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        return "dead", None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -10,7 +10,6 @@ repeated scan harmless. Redis plays no part: a wiped Redis loses nothing here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import asyncpg
@@ -20,7 +19,9 @@ from events.sqlfiles import queries
 
 CURSOR = "deliveries"
 BATCH = 500
-POLL_S = 0.05  # the cost of an idle poll is one index probe; it bounds the commit→delivery delay
+# Without a notification (or when one comes before older transactions have ended, which the scan
+# must wait for): the cost of an idle poll is one index probe; it bounds the commit→delivery delay.
+POLL_S = 0.05
 
 
 def _nobody() -> None:
@@ -28,27 +29,42 @@ def _nobody() -> None:
 
 
 async def fan_out_once(pool: asyncpg.Pool, *, batch: int = BATCH) -> tuple[int, int]:
-    """One step of the cursor: (events scanned, deliveries created)."""
+    """One step of the cursor: (events scanned, deliveries created); (0, 0) if another worker is taking
+    one. The cursor row must exist (`follow` makes it)."""
     sql = queries("webhooks")
     with translating_driver_errors():
-        async with pool.acquire(timeout=5) as conn:
-            await conn.execute(sql["ensure_cursor"], CURSOR)
-            async with conn.transaction():
-                cursor = await conn.fetchrow(sql["lock_cursor"], CURSOR)
-                found = await conn.fetchrow(sql["fan_out"], cursor["tx_text"], cursor["position"], batch)
-                if found["scanned"]:
-                    await conn.execute(sql["move_cursor"], CURSOR, found["tx_text"], found["position"])
+        async with pool.acquire(timeout=5) as conn, conn.transaction():
+            cursor = await conn.fetchrow(sql["lock_cursor"], CURSOR)
+            if cursor is None:  # another worker is fanning out
+                return 0, 0
+            found = await conn.fetchrow(sql["fan_out"], cursor["tx_text"], cursor["position"], batch)
+            if found["scanned"]:
+                await conn.execute(sql["move_cursor"], CURSOR, found["tx_text"], found["position"])
     return found["scanned"], found["fanned"]
 
 
 async def follow(pool: asyncpg.Pool, stop: asyncio.Event, fanned: asyncio.Event,
-                 healthy: Callable[[], None] = _nobody) -> None:
-    """Fan out until `stop`; sets `fanned` whenever new deliveries exist, to wake the sender."""
+                 healthy: Callable[[], None] = _nobody, *, appended: asyncio.Event | None = None) -> None:
+    """Fan out until `stop`; sets `fanned` whenever new deliveries exist, to wake the sender.
+    `appended` (the outbox notification, when the caller listens for it) wakes it before the poll."""
+    appended = appended or asyncio.Event()
+    with translating_driver_errors():
+        async with pool.acquire(timeout=5) as conn:
+            await conn.execute(queries("webhooks")["ensure_cursor"], CURSOR)
     while not stop.is_set():
+        appended.clear()  # before the scan: whatever commits during it wakes the next wait at once
         scanned, created = await fan_out_once(pool)
         if created:
             fanned.set()
         healthy()
         if scanned < BATCH:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_S)
+            await _first_of(stop, appended, timeout_s=POLL_S)
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()

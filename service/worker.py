@@ -61,20 +61,34 @@ class _ReportingWorker(Worker):
         self._healthy()
 
 
+class _AlsoWakes(asyncio.Event):
+    """The relay's wake-up that also sets another event: one LISTEN connection serves the relay and
+    the webhooks' fan-out, which would otherwise find new events only at its next poll."""
+
+    def __init__(self, also: asyncio.Event) -> None:
+        super().__init__()
+        self._also = also
+
+    def set(self) -> None:
+        super().set()
+        self._also.set()
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = True,
                      health: LoopHealth | None = None) -> None:
     """Run until `stop` is set, riding out Redis and PostgreSQL restarts and restarting any loop that fails."""
     health = health or LoopHealth()
     pool = await create_db_pool(settings, application_name="intake-worker", min_size=0)
     keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
-    wake = asyncio.Event()  # the listener's notifications, for whichever relay is running
+    appended = asyncio.Event()  # new events committed: wakes the webhooks' fan-out before its poll
+    wake = _AlsoWakes(appended)  # the listener's notifications, for whichever relay is running
     loops: dict[str, Loop] = {"arq": functools.partial(_arq_forever, settings, Projector(pool, keyring), health)}
     if relay:
         loops["relay"] = functools.partial(_relay_forever, settings, pool, wake, stop)
         loops["listener"] = functools.partial(listen, settings.require_database_url(), wake, stop)
     # Outbound webhooks: a follower of the log and a sender, woken by the follower (docs/WEBHOOKS.md).
     fanned = asyncio.Event()
-    loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned)
+    loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned, appended=appended)
     loops["webhooks.sender"] = functools.partial(
         Sender(pool, secret_box(settings), delivery_config(settings)).run, stop, fanned)
     # The sweep is an arq cron job, not a task of ours: _sweep records its outcomes; and with

@@ -2,8 +2,9 @@
 INSERT INTO webhook_cursor (name, tx_id, position) VALUES ($1, '0', 0) ON CONFLICT (name) DO NOTHING;
 
 -- name: lock_cursor
--- One fan-out at a time per cursor: several workers queue here instead of racing.
-SELECT tx_id::text AS tx_text, position FROM webhook_cursor WHERE name = $1 FOR UPDATE;
+-- One fan-out at a time per cursor. A worker that finds it taken skips its turn instead of queueing:
+-- the one holding it scans whatever is visible, and goes again at once if more was appended meanwhile.
+SELECT tx_id::text AS tx_text, position FROM webhook_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED;
 
 -- name: fan_out
 -- read_all's rule (sql/queries/events.sql): only rows of transactions below the snapshot's xmin,
@@ -39,11 +40,12 @@ SELECT (SELECT count(*) FROM scanned) AS scanned, (SELECT count(*) FROM fanned) 
 UPDATE webhook_cursor SET tx_id = $2::text::xid8, position = $3 WHERE name = $1;
 
 -- name: claim_due
--- Due deliveries of enabled endpoints, leased (next_attempt_at pushed past the request's timeout)
--- so no other worker takes them meanwhile; a worker that dies mid-send leaves them to be retried
--- when the lease runs out. Endpoints this worker already has at its per-endpoint limit ($1) are
--- skipped, and no endpoint gets more than its free slots ($2 ids, $3 in flight, $4 the limit): a
--- slow endpoint's backlog never fills a claim that other endpoints' deliveries are waiting for.
+-- Due deliveries of enabled endpoints, leased for $6 s (next_attempt_at pushed past the requests'
+-- timeouts) so no other worker takes them meanwhile; a worker that dies mid-send leaves them to be
+-- retried when the lease runs out. Endpoints this worker already holds as many of as it may ($1)
+-- are skipped, and no endpoint gets more than its room ($2 ids, $3 held, $4 what a worker may hold
+-- of one endpoint): a slow endpoint's backlog never fills a claim that other endpoints' deliveries
+-- are waiting for.
 WITH candidates AS (
     SELECT d.id, d.endpoint_id, d.next_attempt_at
     FROM webhook_deliveries d
@@ -67,30 +69,43 @@ RETURNING d.id, d.endpoint_id, d.event_id, d.event_position, d.webhook_type, d.a
           d.committed_at, e.url, e.sealed_secret, e.previous_sealed,
           coalesce(e.previous_until > now(), false) AS previous_valid;
 
--- name: event_with_stream
--- The event to deliver and its stream up to it (a body names the consultation's customer and
--- product, which a decision or a partner report does not carry), in one round trip. Bodies carry
--- no personal data, so sealed fields are read as erased, without the patients' keys.
-SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
-FROM event_rows
-WHERE stream_id = (SELECT stream_id FROM events WHERE position = $1)
-  AND stream_version <= (SELECT stream_version FROM events WHERE position = $1)
-ORDER BY stream_version;
+-- name: events_with_streams
+-- For each claimed event ($1 positions), the event and its stream up to it (a body names the
+-- consultation's customer and product, which a decision or a partner report does not carry), for a
+-- whole claim in one round trip; `wanted` says which event a row belongs to. Bodies carry no
+-- personal data, so sealed fields are read as erased, without the patients' keys.
+SELECT w.wanted, r.position, r.event_id, r.stream_id, r.stream_version, r.event_type, r.schema_version,
+       r.business_id, r.payload::text AS payload, r.metadata::text AS metadata, r.recorded_at, r.key_id,
+       r.wrapped_key, r.kek_id
+FROM unnest($1::bigint[]) AS w (wanted)
+JOIN events e ON e.position = w.wanted
+JOIN event_rows r ON r.stream_id = e.stream_id AND r.stream_version <= e.stream_version
+ORDER BY w.wanted, r.stream_version;
 
--- name: record_attempt
--- Only while still pending: a redelivery or a second worker's answer after a lease ran out must not
--- turn a settled delivery back.
-WITH settled AS (
-    UPDATE webhook_deliveries
-    SET attempts = attempts + 1, state = $2, next_attempt_at = coalesce($3, next_attempt_at),
-        delivered_at = CASE WHEN $2 = 'delivered' THEN now() END
-    WHERE id = $1 AND state = 'pending'
-    RETURNING id, attempts
+-- name: record_attempts
+-- The finished attempts of a batch (one array element each), in one statement. Each delivery is
+-- updated only while still pending: a redelivery or a second worker's answer after a lease ran out
+-- must not turn a settled delivery back. Rows are locked in id order so that two workers recording
+-- overlapping batches (possible only after a lease ran out) cannot deadlock.
+WITH outcome AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::int[],
+                         $7::text[]) AS o (id, state, next_at, attempted_at, status_code, latency_ms, error)
+), locked AS (
+    SELECT d.id FROM webhook_deliveries d JOIN outcome o ON o.id = d.id
+    WHERE d.state = 'pending'
+    ORDER BY d.id
+    FOR UPDATE OF d
+), settled AS (
+    UPDATE webhook_deliveries d
+    SET attempts = d.attempts + 1, state = o.state, next_attempt_at = coalesce(o.next_at, d.next_attempt_at),
+        delivered_at = CASE WHEN o.state = 'delivered' THEN now() END
+    FROM locked l, outcome o
+    WHERE d.id = l.id AND o.id = d.id AND d.state = 'pending'
+    RETURNING d.id, d.attempts
 )
 INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, next_attempt_at)
-SELECT id, attempts, $4, $5, $6, $7, $3 FROM settled
-RETURNING attempt;
+SELECT s.id, s.attempts, o.attempted_at, o.status_code, o.latency_ms, o.error, o.next_at
+FROM settled s JOIN outcome o ON o.id = s.id;
 
 -- name: create_endpoint
 INSERT INTO webhook_endpoints (id, business_id, url, event_types, sealed_secret)

@@ -22,7 +22,7 @@ async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis
     receiver = Receiver(delay_s=0.02)
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": own_redis.url(),
            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "WEBHOOK_RETRY_BASE_MS": "50",
-           "WEBHOOK_TIMEOUT_MS": "2000"}  # the killed worker's leases run out after 2 + 5 s
+           "WEBHOOK_TIMEOUT_MS": "2000"}  # the killed worker's leases run out after 2 × 2 + 5 s
     worker = WorkerProcess(env, tmp_path / "worker.log")
     async with receiving(receiver), api(settings) as client:
         acme = await db.fetchval("SELECT id FROM businesses WHERE slug = 'acme'")

@@ -16,11 +16,7 @@ from tests.support.consults import decide, submit
 from tests.support.payloads import decision
 from tests.support.reads import api
 from tests.support.receiver import Receiver, receiving, until
-from tests.support.webhooks import compressed, delivering, intake_cli
-
-
-async def business_id(db: asyncpg.Connection, slug: str) -> int:
-    return await db.fetchval("SELECT id FROM businesses WHERE slug = $1", slug)
+from tests.support.webhooks import business_id, compressed, delivering, intake_cli
 
 
 async def approve(client: httpx.AsyncClient, tenant, customer_id: str = "cus_1") -> dict:

@@ -22,6 +22,10 @@ from tests.support.servers import ROOT
 COMPRESSED = {"webhook_retry_base_ms": 20, "webhook_max_attempts": 4, "webhook_allowed_networks": "127.0.0.0/8"}
 
 
+async def business_id(db: asyncpg.Connection, slug: str) -> int:
+    return await db.fetchval("SELECT id FROM businesses WHERE slug = $1", slug)
+
+
 def compressed(settings: Settings, **overrides: object) -> Settings:
     """The settings with the compressed retry schedule and loopback endpoints allowed."""
     return dataclasses.replace(settings, **{**COMPRESSED, **overrides})
