@@ -32,11 +32,14 @@ CREATE UNIQUE INDEX patient_keys_one_live ON patient_keys (business_id, patient_
 -- Every reader of the log reads through this view: each row with the wrapped data key its
 -- sealed personal fields need. key_id NULL: nothing sealed. wrapped_key: the key; empty once
 -- destroyed (the fields read "[erased]"); NULL if no such key exists (tampering: an error).
+-- Scalar subqueries, not a join: the log is still read in the order its own index gives (a
+-- replay streams from the first row; a join was planned as a hash join and a sort of the whole
+-- log, spilling to disk), and each sealed row costs one primary-key probe per column.
 CREATE VIEW event_rows AS
-SELECT e.*, (e.payload #>> '{sealed,key_id}')::uuid AS key_id,
-       CASE WHEN k.key_id IS NOT NULL THEN coalesce(k.wrapped_key, '\x'::bytea) END AS wrapped_key, k.kek_id
-FROM events e
-LEFT JOIN patient_keys k ON k.key_id = (e.payload #>> '{sealed,key_id}')::uuid;
+SELECT e.*, sealed.key_id,
+       (SELECT coalesce(k.wrapped_key, '\x'::bytea) FROM patient_keys k WHERE k.key_id = sealed.key_id) AS wrapped_key,
+       (SELECT k.kek_id FROM patient_keys k WHERE k.key_id = sealed.key_id) AS kek_id
+FROM events e, LATERAL (SELECT (e.payload #>> '{sealed,key_id}')::uuid AS key_id) AS sealed;
 
 -- The patients read model shows an erased patient as erased: no date of birth, names "[erased]".
 ALTER TABLE patients ALTER COLUMN date_of_birth DROP NOT NULL;
