@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up before each (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s measurements, 1 s warm-ups")
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts (default 1,2)")
+    parser.add_argument("--plaintext-log", action="store_true",
+                        help="generate the rebuild/replay log with personal fields in clear, as before encryption")
     parser.add_argument("--events", type=int, default=1_000_000, help="generated log for rebuild/replay (1,000,000)")
     parser.add_argument("--rounds", type=int, default=2, help="rebuild/replay rounds, each beside its baseline (2)")
     parser.add_argument("--http-rounds", type=int, default=3, help="interleaved rounds of naive,ceiling,real,peer (3)")
@@ -164,7 +166,7 @@ def measure_log(postgres: EmbeddedPostgres, options: argparse.Namespace, logs: P
         return None, None, None
     print(f"generating a {options.events:,}-event log ...", flush=True)
     try:
-        log = rebuild.prepare(postgres, options.events)
+        log = rebuild.prepare(postgres, options.events, sealed=not options.plaintext_log)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         reason = str(error).strip().splitlines()[0]
         return (rebuild.RebuildRecord(events=0, unavailable=reason) if "rebuild" in wanted else None,
