@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.codec import check_writable, decode_payload, encode_payload, split_tag, tag_of
+from events.ids import random_uuid
 from events.types import ERASED, Event
 
 # Per event type (all its versions): the fields that are the patient's personal data.
@@ -133,7 +134,7 @@ class Keyring:
 
     def new_key(self, business_id: int, patient_id: uuid.UUID) -> DataKey:
         """A fresh data key for a patient (stored by the append that first uses it)."""
-        key_id, raw = uuid.uuid4(), AESGCM.generate_key(bit_length=8 * KEY_BYTES)
+        key_id, raw = random_uuid(), os.urandom(KEY_BYTES)
         wrapped, wrapped_by = self.keks.wrap(key_id, raw)
         return DataKey(key_id, business_id, patient_id, wrapped, wrapped_by, AESGCM(raw))
 
@@ -164,7 +165,11 @@ class Keyring:
         if not fields:
             return encode_payload(event)
         check_writable(event)
-        return _JSON.encode(seal_fields(msgspec.to_builtins(event), fields, event_id, key))
+        # Its fields as they are (Structs, UUIDs, times), encoded once each: half the cost of
+        # converting everything to JSON-ready values first.
+        clear = msgspec.structs.asdict(event)
+        clear["type"] = tag_of(type(event))
+        return _JSON.encode(seal_fields(clear, fields, event_id, key))
 
     def open(self, event_type: str, schema_version: int, payload: str | bytes, event_id: uuid.UUID,
              key: AESGCM | None) -> Event:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from events.ids import name_uuid  # deterministic (uuid5), pure: the domain draws no random ids
 from events.types import (
     Answer,
     ConsultDecided,
@@ -22,7 +23,6 @@ from events.types import (
     SubmissionDeduplicated,
     TelehealthConsent,
 )
-from service.ids import name_uuid  # deterministic (uuid5), pure: the domain draws no random ids
 
 MAX_AGE_YEARS = 130
 # A consent's accepted_at may be this far ahead of our clock: the client's servers stamp it

@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 from redis.asyncio import Redis
 
+from events.ids import random_uuid
 from events.privacy import Keyring
 from events.store import EventStore
 from projections.freshness import Freshness
@@ -40,7 +41,6 @@ from service.http import (
 )
 from service.http.middleware import RequestContext
 from service.http.problems import problem_response
-from service.ids import random_uuid
 from service.keyring import starting_keyring
 from service.keys import ApiKeys
 from service.metrics import Metrics

@@ -9,7 +9,7 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from service.ids import request_id as new_request_id
+from events.ids import request_id as new_request_id
 from service.metrics import Metrics
 
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # fullmatch: $ would take a trailing newline

@@ -8,7 +8,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.ids import name_uuid, random_uuid, request_id
+from events.ids import name_uuid, random_uuid, request_id
 
 DRAWS = 20_000
 
