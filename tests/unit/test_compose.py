@@ -189,6 +189,15 @@ def test_intake_environment(services: dict[str, dict[str, Any]], name: str) -> N
     assert env["LOG_FORMAT"] == "json"
 
 
+def test_production_secrets_are_required_and_never_defaulted(services: dict[str, dict[str, Any]]) -> None:
+    # INTAKE_ENV=production: the API refuses to start without SECRETS_KEY, no process without INTAKE_KEK,
+    # and seals need their key; compose must refuse to start rather than run on a committed default.
+    for name in ("api", "worker"):
+        env = environment(services[name])
+        for variable in ("INTAKE_KEK", "SECRETS_KEY", "INTAKE_SEAL_KEY"):
+            assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", env.get(variable, "")), f"{name} {variable}"
+
+
 def test_no_password_is_committed(compose: dict[str, Any]) -> None:
     postgres_env = environment(compose["services"]["postgres"])
     assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:-[^}]+\}", postgres_env["POSTGRES_PASSWORD"]), (
