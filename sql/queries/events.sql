@@ -24,8 +24,6 @@ WITH new_keys AS (
     SELECT key_id FROM patient_keys
     WHERE key_id = ANY ($11::uuid[]) AND destroyed_at IS NULL
     FOR SHARE
-), usable_keys AS (
-    SELECT key_id FROM new_keys UNION SELECT key_id FROM live_keys
 ), new_events AS (
     INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version,
                         business_id, idempotency_key, request_fingerprint, payload, metadata)
@@ -35,7 +33,7 @@ WITH new_keys AS (
                 $7::text[], $8::bytea[], $9::text[], $10::text[], $16::uuid[])
          AS e(event_id, stream_id, stream_version, event_type, schema_version,
               business_id, idempotency_key, request_fingerprint, payload, metadata, key_id)
-    WHERE e.key_id IS NULL OR e.key_id IN (SELECT key_id FROM usable_keys)
+    WHERE e.key_id IS NULL OR e.key_id IN (SELECT key_id FROM new_keys) OR e.key_id IN (SELECT key_id FROM live_keys)
     ON CONFLICT DO NOTHING
     RETURNING position, event_id, stream_id, tx_id, recorded_at
 ), new_outbox AS (
@@ -47,7 +45,9 @@ SELECT event_id, position, recorded_at, NULL::uuid AS usable_key,
        (SELECT pg_notify('intake_outbox', '')) IS NULL AS notified
 FROM new_events
 UNION ALL
-SELECT NULL, NULL, NULL, key_id, NULL FROM usable_keys;
+SELECT NULL, NULL, NULL, key_id, NULL FROM new_keys
+UNION ALL
+SELECT NULL, NULL, NULL, key_id, NULL FROM live_keys;
 
 -- name: read_stream
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
