@@ -94,12 +94,11 @@ async def encrypt_existing(conn: asyncpg.Connection, keyring: Keyring, *, batch:
         raise SealsExist(SealsExist.__doc__)
     while rows := await conn.fetch(sql["plaintext_events"], after, batch):
         async with conn.transaction():
-            keys = await _live_keys(conn, keyring, {(r["business_id"], _patient(r)) for r in rows})
-            payloads = [_ANY.decode(r["payload"]) for r in rows]
+            keys = await _live_keys(conn, keyring, {(r["business_id"], r["patient_id"]) for r in rows})
             sealed_payloads = [
-                _METADATA.encode(seal_fields(p, personal_fields(p["type"]), r["event_id"],
-                                             keys[(r["business_id"], _patient(r))])).decode()
-                for r, p in zip(rows, payloads, strict=True)]
+                _METADATA.encode(seal_fields(payload, personal_fields(payload["type"]), r["event_id"],
+                                             keys[(r["business_id"], r["patient_id"])])).decode()
+                for r in rows for payload in (_ANY.decode(r["payload"]),)]
             await conn.execute(sql["allow_rewrite"])
             await conn.execute(sql["seal_payloads"], [r["position"] for r in rows], sealed_payloads)
             for stream_id in sorted({r["stream_id"] for r in rows}):  # the chain covers what is stored
@@ -121,8 +120,3 @@ async def _live_keys(conn: asyncpg.Connection, keyring: Keyring,
     return {(r["business_id"], r["patient_id"]): DataKey(
         r["key_id"], r["business_id"], r["patient_id"], r["wrapped_key"], r["kek_id"],
         keyring.data_key(r["key_id"], r["wrapped_key"], r["kek_id"])) for r in live}
-
-
-def _patient(record: asyncpg.Record) -> uuid.UUID:
-    return uuid.UUID(_ANY.decode(record["payload"])["patient_id"])
-

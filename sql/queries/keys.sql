@@ -49,7 +49,8 @@ SELECT EXISTS (SELECT 1 FROM seals) AS sealed;
 
 -- name: plaintext_events
 -- Events written before encryption: personal fields still in the payload, no envelope.
-SELECT position, event_id, event_type, business_id, stream_id, payload::text AS payload
+SELECT position, event_id, event_type, business_id, stream_id, payload::text AS payload,
+       (payload ->> 'patient_id')::uuid AS patient_id
 FROM events
 WHERE event_type = 'consult.submitted' AND position > $1 AND NOT payload ? 'sealed'
 ORDER BY position

@@ -29,8 +29,7 @@ async def own_postgres(tmp_path):
 
 @pytest.fixture
 def own_redis(tmp_path):
-    """A Redis this test may kill, wipe and restart (the session's is shared). Some modules still
-    define their own copy of this fixture, which takes precedence there."""
+    """A Redis this test may kill, wipe and restart empty on the same port (the session's is shared)."""
     server = EmbeddedRedis(tmp_path / "redis", port=free_port())
     server.start()
     try:

@@ -14,7 +14,7 @@ import time
 import asyncpg
 import pytest
 
-from service.devstack import EmbeddedRedis, free_port
+from service.devstack import EmbeddedRedis
 from tests.support.chaos import kill_workers_in_turn, wipe_redis_midway
 from tests.support.convergence import SAMPLE, wait_until_converged
 from tests.support.load import Load, LoadPlan
@@ -49,15 +49,6 @@ class Chaos:
     load_s: float
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    """A Redis this test may kill and restart empty on the same port (the session's is shared)."""
-    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(240)

@@ -9,7 +9,8 @@ import redis.asyncio
 from service import webhooks
 from tests.support.consults import submit
 from tests.support.reads import api
-from tests.support.receiver import Receiver, receiving, until
+from tests.support.receiver import Receiver, receiving
+from tests.support.supervision import eventually
 from tests.support.webhooks import compressed
 from tests.support.workers import WorkerProcess
 
@@ -30,7 +31,7 @@ async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis
         worker.start()
         try:
             sent = [await submit(client, tenant, customer_id=f"cus_{i}") for i in range(EVENTS // 2)]
-            await until(lambda: len(receiver.received) >= 5, what="the first deliveries", timeout=60)
+            await eventually(lambda: len(receiver.received) >= 5, 60, "the first deliveries")
             worker.kill()
             wipe = redis.asyncio.Redis.from_url(own_redis.url())
             await wipe.flushall()
@@ -39,11 +40,11 @@ async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis
             assert len({r.webhook_id for r in receiver.received}) < EVENTS  # the kill came mid-run
             worker.start()
             expected = {s["event_id"] for s in sent}
-            await until(lambda: {r.webhook_id for r in receiver.received} >= expected,
-                        what=f"all {EVENTS} events delivered\n{worker.log_tail()}", timeout=90)
+            await eventually(lambda: {r.webhook_id for r in receiver.received} >= expected, 90,
+                             f"all {EVENTS} events delivered\n{worker.log_tail()}")
             # What the killed worker was sending is settled once its leases run out (sent again: the
             # receiver sees the same webhook-id twice, which is what its idempotency is for).
-            await until(lambda: db.fetchval(DELIVERED), what="every delivery settled", timeout=60)
+            await eventually(lambda: db.fetchval(DELIVERED), 60, "every delivery settled")
         finally:
             worker.stop()
     assert {r.webhook_id for r in receiver.received} == expected  # nothing lost, nothing foreign

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from service.devstack import EmbeddedRedis, free_port
+from service.devstack import free_port
 from service.worker import run_worker
 from tests.support.consults import submit
 from tests.support.servers import running_api
@@ -33,15 +33,6 @@ RELAYED_WITHIN_S = 5.0  # the relay polls every second; rows are deferred by at 
 FAILING_WITHIN_S = 15.0  # three crashes with backoff 0.1, 0.2, 0.4 s, each after at most a 1 s poll
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    """A Redis this test may kill and start again."""
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Worker(NamedTuple):

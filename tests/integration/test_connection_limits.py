@@ -100,7 +100,6 @@ async def held_and_refused(base: str, key: str, attempt: int) -> tuple[bytes, by
     writer.write(head.replace(b"Host: x\r\n", b"Host: x\r\n" + CLOSE) + body)
     await writer.drain()
     held = asyncio.create_task(asyncio.wait_for(reader.read(), timeout=5))
-    await asyncio.sleep(0.05)  # pacing: let the server read the held request before the first probe
     deadline = time.monotonic() + 5
     probe = LIVEZ.replace(b"\r\n\r\n", b"\r\n" + CLOSE + b"\r\n")
     while (answer := await exchange(base, [probe])).startswith(b"HTTP/1.1 200") and not held.done():

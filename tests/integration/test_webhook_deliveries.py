@@ -15,7 +15,8 @@ from service import webhooks
 from tests.support.consults import decide, submit
 from tests.support.payloads import decision
 from tests.support.reads import api
-from tests.support.receiver import Receiver, receiving, until
+from tests.support.receiver import Receiver, receiving
+from tests.support.supervision import eventually
 from tests.support.webhooks import business_id, compressed, delivering, intake_cli
 
 
@@ -40,7 +41,7 @@ async def test_a_receiver_failing_three_times_gets_one_webhook_id_four_times_and
         hook = await webhooks.add_endpoint(db, fast, acme, receiver.url + "/fees", ["consult.approved"])
         async with delivering(fast):
             verdict = await approve(client, tenant)
-            await until(lambda: _delivered(db), what="the delivery to settle")
+            await eventually(lambda: _delivered(db), 20, "the delivery to settle")
     got = receiver.to("/fees")
     assert len(got) == 4 and {r.webhook_id for r in got} == {verdict["event_id"]}
     key = signatures.secret_key(hook.secret)
@@ -72,7 +73,7 @@ async def test_an_always_failing_receiver_is_dead_lettered_after_the_schedule_an
         await webhooks.add_endpoint(db, fast, acme, receiver.url + "/hooks", ["consult.submitted"])
         async with delivering(fast):
             sent = await submit(client, tenant)
-            await until(lambda: _dead(db), what="the delivery to be dead-lettered")
+            await eventually(lambda: _dead(db), 20, "the delivery to be dead-lettered")
             listed = await intake_cli(fast, "webhooks", "deliveries", "--failed", "--business", "acme", "--json")
             [dead] = [json.loads(line) for line in listed.stdout.splitlines()]
             assert dead["state"] == "dead" and [a["status_code"] for a in dead["attempts"]] == [503] * 4
@@ -80,7 +81,7 @@ async def test_an_always_failing_receiver_is_dead_lettered_after_the_schedule_an
             failing["on"] = False
             again = await intake_cli(fast, "webhooks", "redeliver", str(dead["id"]))
             assert again.returncode == 0 and again.stdout.strip() == f"queued 1 delivery(ies) again: {dead['id']}"
-            await until(lambda: _delivered(db), what="the redelivery")
+            await eventually(lambda: _delivered(db), 20, "the redelivery")
     got = receiver.to("/hooks")
     assert len(got) == 5 and {r.webhook_id for r in got} == {sent["event_id"]}
     [again] = await webhooks.deliveries(db, acme, failed=False)
@@ -103,9 +104,9 @@ async def test_an_endpoint_that_hangs_does_not_delay_another_business_s_endpoint
         async with delivering(fast):
             for i in range(12):  # three times the per-endpoint concurrency, all hanging
                 await submit(client, tenant, customer_id=f"cus_{i}")
-            await until(lambda: len(receiver.to("/hangs")) >= 4, what="the hanging endpoint to be called")
+            await eventually(lambda: len(receiver.to("/hangs")) >= 4, 20, "the hanging endpoint to be called")
             committed = time.time()
             await submit(client, other_tenant, customer_id="cus_other")
-            [fine] = await until(lambda: receiver.to("/fine"), what="the other business's delivery")
+            [fine] = await eventually(lambda: receiver.to("/fine"), 20, "the other business's delivery")
     assert fine.at - committed < 2.0  # well inside the 5 s that each hanging request holds its slot
     assert len(receiver.to("/hangs")) == 4  # only its own slots were held

@@ -15,7 +15,8 @@ from service import webhooks
 from service.webhooks import delivery_config
 from tests.support.consults import submit
 from tests.support.reads import api
-from tests.support.receiver import Receiver, receiving, until
+from tests.support.receiver import Receiver, receiving
+from tests.support.supervision import eventually
 from tests.support.webhooks import business_id, compressed, delivering
 
 CONCURRENCY = 4  # the default WEBHOOK_ENDPOINT_CONCURRENCY
@@ -55,7 +56,7 @@ async def test_a_backlog_to_one_endpoint_arrives_once_each_never_beyond_its_conc
                                     ["consult.submitted"])
         sent = [(await submit(client, tenant, customer_id=f"cus_{i}"))["event_id"] for i in range(30)]
         async with delivering(fast):  # the whole backlog is due at once: far more than the slots
-            recorded = await until(lambda: _all_recorded(db, 30), what="30 attempts recorded")
+            recorded = await eventually(lambda: _all_recorded(db, 30), 20, "30 attempts recorded")
     assert sorted(r.webhook_id for r in receiver.to("/hooks")) == sorted(sent)
     assert overlap.most == CONCURRENCY  # every slot used, and never one more
     assert recorded == {event_id: [200] for event_id in sent}
@@ -75,7 +76,7 @@ async def test_a_delivery_held_too_long_behind_a_hanging_endpoint_is_sent_only_a
                                     ["consult.submitted"])
         sent = [(await submit(client, tenant, customer_id=f"cus_{i}"))["event_id"] for i in range(2 * CONCURRENCY)]
         async with delivering(fast):  # one claim holds all eight; four wait behind the hanging four
-            recorded = await until(lambda: _all_recorded(db, len(sent)), timeout=30, what="every delivery")
+            recorded = await eventually(lambda: _all_recorded(db, len(sent)), 30, "every delivery")
     hung = [r.webhook_id for r in receiver.to("/slow")[:CONCURRENCY]]
     # The four that hung timed out and were retried; the four behind them, held past 300 ms, were
     # let go unsent and sent once, when their lease had run out: never two requests for one at once.
@@ -100,11 +101,11 @@ async def test_two_fan_outs_woken_by_appends_make_one_delivery_per_event_without
         appended = [asyncio.Event(), asyncio.Event()]
         followers = [asyncio.create_task(fanout.follow(pool, stop, fanned, appended=a)) for a in appended]
         try:
-            await until(lambda: db.fetchval("SELECT count(*) FROM webhook_cursor"), what="the cursor")
+            await eventually(lambda: db.fetchval("SELECT count(*) FROM webhook_cursor"), 20, "the cursor")
             sent = [(await submit(client, tenant, customer_id=f"cus_{i}"))["event_id"] for i in range(10)]
             for event in appended:
                 event.set()  # as the worker's LISTEN connection does on the outbox notification
-            rows = await until(lambda: _fanned(db, 10), timeout=10, what="ten delivery rows")
+            rows = await eventually(lambda: _fanned(db, 10), 10, "ten delivery rows")
         finally:
             stop.set()
             await asyncio.gather(*followers, return_exceptions=True)

@@ -8,7 +8,8 @@ import uuid
 from service import admin
 from tests.support.consults import submit
 from tests.support.reads import api, assert_problem
-from tests.support.receiver import Receiver, receiving, until
+from tests.support.receiver import Receiver, receiving
+from tests.support.supervision import eventually
 from tests.support.webhooks import compressed, delivering
 
 HOOKS = "/v1/businesses/acme/webhooks"
@@ -51,11 +52,11 @@ async def test_deliveries_are_listed_redelivered_and_counted_in_the_metrics(sett
         assert made.status_code == 201, made.text
         async with delivering(fast):
             sent = await submit(client, tenant)
-            await until(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), what="delivery")
+            await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), 20, "delivery")
             [delivery] = (await client.get(f"{HOOKS}/deliveries", headers=root)).json()["items"]
             again = await client.post(f"{HOOKS}/deliveries/{delivery['id']}/redeliver", headers=root)
-            await until(lambda: len(receiver.received) == 3, what="the redelivery")
-            await until(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), what="settled")
+            await eventually(lambda: len(receiver.received) == 3, 20, "the redelivery")
+            await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), 20, "settled")
         failed_only = (await client.get(f"{HOOKS}/deliveries?failed=true", headers=root)).json()["items"]
         bad_flag = await client.get(f"{HOOKS}/deliveries?failed=maybe", headers=root)
         metrics = (await client.get("/metrics")).text

@@ -18,10 +18,10 @@ PROTECTED = {"events": ("events_no_update_delete", "events_no_truncate"),
              "seals": ("seals_no_update_delete", "seals_no_truncate")}
 
 
-async def intake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+async def intake(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`intake ARGS` as a process of its own, to completion."""
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service.cli", *args], capture_output=True,
-                                   text=True, cwd=ROOT, timeout=120, env=env)
+                                   text=True, cwd=ROOT, timeout=timeout, env=env)
 
 
 @contextlib.asynccontextmanager

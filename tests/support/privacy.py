@@ -3,18 +3,15 @@ erasure tests."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from service.settings import Settings
+from tests.support.integrity import intake as run_intake
 
-ROOT = Path(__file__).resolve().parents[2]
 _TABLES = """
 SELECT format('%I.%I', table_schema, table_name) AS name
 FROM information_schema.tables
@@ -40,5 +37,4 @@ async def intake(settings: Settings, *args: str, env: dict[str, str] | None = No
     """`intake ARGS` against the test's database (app role, owner for admin), to completion."""
     environment = {**os.environ, "DATABASE_URL": settings.database_url or "",
                    "OWNER_DATABASE_URL": settings.owner_database_url or "", **(env or {})}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service.cli", *args], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=timeout, env=environment)
+    return await run_intake(environment, *args, timeout=timeout)

@@ -91,17 +91,3 @@ async def receiving(receiver: Receiver) -> AsyncIterator[Receiver]:
         server.should_exit = True
         server.force_exit = True
         await asyncio.wait_for(task, timeout=15)
-
-
-async def until(condition: Callable[[], Any], *, timeout: float = 20.0, what: str = "the condition") -> Any:
-    """Poll `condition` (sync or async) until it is truthy; its value. Fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

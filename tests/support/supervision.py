@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,14 +17,19 @@ import httpx
 POLL_S = 0.05
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within_s: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy (returned), failing with `what` past the deadline."""
+async def eventually(check: Callable[[], Any], within_s: float, what: str) -> Any:
+    """Poll `check` (sync, or returning an awaitable) until it gives something truthy (returned),
+    failing with `what` past the deadline."""
     deadline = time.monotonic() + within_s
-    while not (result := await check()):
+    while not (result := await _value(check())):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within_s:g}s: {what}")
         await asyncio.sleep(POLL_S)
     return result
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
 
 
 async def readiness(port: int) -> tuple[int, dict[str, Any]]:
