@@ -10,6 +10,7 @@ import msgspec
 
 from bench.servers import REPO_ROOT, VENV_BIN
 from events.privacy import Keyring
+from projections.secretbox import SecretBox
 from service.keyring import generate_kek, load_keyring
 from service.settings import Settings
 
@@ -74,6 +75,7 @@ def _intake(database_url: str, *args: str) -> str:
 
 # One key-encryption key for the whole run (docs/PRIVACY.md); a deployment's own wins.
 _RUN_KEK = os.environ.get("INTAKE_KEK") or generate_kek()
+_RUN_SECRETS_KEY = os.environ.get("SECRETS_KEY") or SecretBox.generate()  # partner and webhook secrets
 
 
 def run_keyring() -> Keyring:
@@ -84,7 +86,7 @@ def run_keyring() -> Keyring:
 def service_env(database_url: str, *, encrypt: bool = True) -> dict[str, str]:
     # One key at thousands of requests a second is the benchmark's load, not abuse: no rate limits.
     return {**os.environ, "DATABASE_URL": database_url, "RATE_LIMIT_PER_KEY": "off", "RATE_LIMIT_PER_BUSINESS": "off",
-            "INTAKE_KEK": _RUN_KEK, "INTAKE_ENCRYPT_PERSONAL_DATA": "true" if encrypt else "false"}
+            "INTAKE_KEK": _RUN_KEK, "SECRETS_KEY": _RUN_SECRETS_KEY, "INTAKE_ENCRYPT_PERSONAL_DATA": "true" if encrypt else "false"}
 
 
 def _issued_key(printed: str) -> str:

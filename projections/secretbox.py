@@ -3,7 +3,8 @@
 An API key can be stored as a hash because we only ever compare what a client sends with it; a
 webhook secret is an HMAC key that we must *use* (to verify a partner's signature, to sign our
 deliveries), so we need the secret itself back. It is kept encrypted with AES-256-GCM under
-SECRETS_KEY, a key that lives in the deployment's configuration, never in the database: a copy of
+SECRETS_KEY, a key that lives in the deployment's configuration, never in the database (there is no
+default, not even for development: `intake dev` makes one in its state directory): a copy of
 the database (a backup, a replica, a dump in a ticket) holds no usable secret. The row's id is the
 associated data, so a ciphertext moved to another row does not decrypt.
 """
@@ -18,13 +19,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
-# Only for `INTAKE_ENV=development` without SECRETS_KEY (a first run of `intake dev`, the tests):
-# everyone knows it, so it protects nothing, and outside development it is refused.
-DEVELOPMENT_KEY = base64.b64encode(b"intake-development-only-secrets!").decode()
 
 
 class SecretsKeyError(Exception):
-    """SECRETS_KEY must be 32 bytes, base64-encoded (set it outside development)."""
+    """SECRETS_KEY (or SECRETS_KEY_FILE) must hold 32 random bytes, base64-encoded."""
 
 
 class UndecryptableSecret(Exception):
@@ -34,18 +32,21 @@ class UndecryptableSecret(Exception):
 class SecretBox:
     """Encrypts and decrypts signing secrets with the deployment's key."""
 
-    def __init__(self, encoded_key: str | None, *, environment: str) -> None:
+    def __init__(self, encoded_key: str | None) -> None:
         if not encoded_key:
-            if environment != "development":
-                raise SecretsKeyError(SecretsKeyError.__doc__)
-            encoded_key = DEVELOPMENT_KEY
+            raise SecretsKeyError(SecretsKeyError.__doc__)
         try:
-            key = base64.b64decode(encoded_key, validate=True)
+            key = base64.b64decode(encoded_key.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise SecretsKeyError(SecretsKeyError.__doc__) from None
         if len(key) != 32:
             raise SecretsKeyError(SecretsKeyError.__doc__)
         self._aead = AESGCM(key)
+
+    @staticmethod
+    def generate() -> str:
+        """A new key, as SECRETS_KEY holds it."""
+        return base64.b64encode(os.urandom(32)).decode()
 
     def seal(self, secret: str, row_id: str) -> bytes:
         """The stored form: a fresh nonce, then the ciphertext and its tag."""

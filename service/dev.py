@@ -8,7 +8,7 @@ import dataclasses
 import secrets
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +16,7 @@ import structlog
 import uvicorn
 
 from events.seals import new_private_text
+from projections.secretbox import SecretBox
 from service import admin, migrations, roles
 from service.connections import raise_fd_limit
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
@@ -34,6 +35,7 @@ DEV_APP_USER = "intake_app_login"
 DEV_PASSWORD_FILE = "app-role.password"
 DEV_KEK_FILE = "key-encryption-key"  # INTAKE_KEK_FILE when neither it nor INTAKE_KEK is set
 DEV_SEAL_KEY_FILE = "seal.key"  # the worker signs seals with it (docs/INTEGRITY.md)
+DEV_SECRETS_KEY_FILE = "secrets.key"  # partner and webhook secrets are sealed with it (docs/WEBHOOKS.md)
 _log = structlog.get_logger("intake.dev")
 
 
@@ -44,9 +46,11 @@ def run_dev(settings: Settings, *, host: str, port: int, state_dir: str) -> int:
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     if not (settings.kek or settings.kek_file):  # a development KEK, kept beside the data it protects
-        settings = dataclasses.replace(settings, kek_file=str(_dev_kek(state)))
+        settings = dataclasses.replace(settings, kek_file=str(_dev_key(state / DEV_KEK_FILE, generate_kek)))
     if not (settings.seal_key or settings.seal_key_file):
-        settings = dataclasses.replace(settings, seal_key_file=str(_dev_seal_key(state)))
+        settings = dataclasses.replace(settings, seal_key_file=str(_dev_key(state / DEV_SEAL_KEY_FILE, new_private_text)))
+    if not (settings.secrets_key or settings.secrets_key_file):
+        settings = dataclasses.replace(settings, secrets_key_file=str(_dev_key(state / DEV_SECRETS_KEY_FILE, SecretBox.generate)))
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
@@ -104,12 +108,12 @@ async def _prepare(settings: Settings, host: str, port: int) -> None:
     print(_banner(created.key, host, port, settings, login), file=sys.stderr, flush=True)
 
 
-def _dev_kek(state: Path) -> Path:
-    """The development key-encryption key (never for production: it sits next to the database)."""
-    path = state / DEV_KEK_FILE
+def _dev_key(path: Path, generate: Callable[[], str]) -> Path:
+    """A development key, made once in the state dir (never for production: it sits next to the data it
+    protects; never in the repository: .state is ignored)."""
     if not path.exists():
         path.touch(mode=0o600)
-        path.write_text(generate_kek() + "\n")
+        path.write_text(generate() + "\n")
     return path
 
 
@@ -119,15 +123,6 @@ def _dev_password(state: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24))
     return path.read_text().strip()
-
-
-def _dev_seal_key(state: Path) -> Path:
-    """A development seal key, made once in the state dir (never in the repository: .state is ignored)."""
-    path = state / DEV_SEAL_KEY_FILE
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(new_private_text())
-    return path
 
 
 def _banner(key: str, host: str, port: int, settings: Settings, login: roles.LoginRole) -> str:

@@ -20,6 +20,7 @@ from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_DIR_ENV
 from service.ratelimit import parse_rules
 from service.settings import Settings, usable_cpus
+from service.webhooks import secret_box
 
 APP_FACTORY = "service.http.asgi:app_from_env"
 
@@ -51,6 +52,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int | None = Non
                                               workers_from=source, usable_cpus=usable_cpus())
     Faults(settings.faults, environment=settings.environment)  # refuse bad or production faults before forking
     parse_rules(settings.rate_limit_per_key), parse_rules(settings.rate_limit_per_business)  # and bad limits
+    secret_box(settings)  # and a missing or malformed SECRETS_KEY
     asyncio.run(keyring.preflight(settings))  # and a missing or wrong key-encryption key
     raise_fd_limit()  # before forking: the workers inherit it
     with _shared_metrics(workers):

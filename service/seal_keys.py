@@ -3,28 +3,20 @@ key checks (`verify`, the HTTP endpoints). Errors name the setting, never the ke
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from events.seals import BadKey, private_key, public_key
-from service.settings import Settings, SettingsError
+from service.settings import Settings, SettingsError, inline_or_file
 
 KEY_SETTINGS = "INTAKE_SEAL_KEY or INTAKE_SEAL_KEY_FILE"
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey | None:
     """The configured private key, or None when none is configured."""
-    if settings.seal_key:
-        text, name = settings.seal_key, "INTAKE_SEAL_KEY"
-    elif settings.seal_key_file:
-        name = "INTAKE_SEAL_KEY_FILE"
-        try:
-            text = Path(settings.seal_key_file).read_text()
-        except OSError as error:
-            raise SettingsError(f"{name}: cannot read the key file ({error.strerror})") from None
-    else:
+    text = inline_or_file(settings.seal_key, settings.seal_key_file, file_setting="INTAKE_SEAL_KEY_FILE")
+    if text is None:
         return None
+    name = "INTAKE_SEAL_KEY" if settings.seal_key else "INTAKE_SEAL_KEY_FILE"
     try:
         return private_key(text)
     except BadKey:

@@ -22,6 +22,19 @@ class SettingsError(Exception):
     """A setting has a value intake cannot use."""
 
 
+def inline_or_file(inline: str | None, path: str | None, *, file_setting: str) -> str | None:
+    """A secret configured either inline or as a file's path (the inline value wins); None when
+    neither is set. An unreadable file is a SettingsError naming the setting, never the value."""
+    if inline:
+        return inline
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise SettingsError(f"{file_setting}: cannot read the key file ({error.strerror})") from None
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -82,9 +95,10 @@ class Settings:
     seal_key_file: str | None = None
     seal_public_key: str | None = None
     seal_interval_s: int = 60  # the worker seals this often, when the log grew; 0: never
-    # Partner and webhook signing secrets are encrypted with this (base64 of 32 bytes); required
-    # outside development (projections/secretbox.py).
+    # Partner and webhook signing secrets are encrypted with this (base64 of 32 bytes), inline or in
+    # a file; required by every process that uses them, with no default (projections/secretbox.py).
     secrets_key: str | None = None
+    secrets_key_file: str | None = None
     # Outbound webhooks (projections/deliveries.py): per-request timeout, per-endpoint concurrency
     # in each worker, the retry schedule's first delay and its number of attempts (the defaults
     # spread 10 attempts over about a day), and the networks endpoints may be in although private,
@@ -137,6 +151,7 @@ class Settings:
             seal_public_key=env.get("INTAKE_SEAL_PUBLIC_KEY") or None,
             seal_interval_s=_int(env, "INTAKE_SEAL_INTERVAL_S", 60),
             secrets_key=env.get("SECRETS_KEY") or None,
+            secrets_key_file=env.get("SECRETS_KEY_FILE") or None,
             webhook_timeout_ms=_int(env, "WEBHOOK_TIMEOUT_MS", 10_000),
             webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 4),
             webhook_retry_base_ms=_int(env, "WEBHOOK_RETRY_BASE_MS", 5_000),

@@ -14,9 +14,9 @@ import asyncpg
 from events.sqlfiles import queries
 from projections import signatures, webhook_policy
 from projections.deliveries import DeliveryConfig
-from projections.secretbox import SecretBox
+from projections.secretbox import SecretBox, SecretsKeyError
 from projections.webhook_bodies import WEBHOOK_TYPES
-from service.settings import Settings
+from service.settings import Settings, SettingsError, inline_or_file
 
 PREVIOUS_SECRET_GRACE_S = 24 * 3600  # after a rotation, deliveries carry both signatures this long
 MAX_LISTED = 1000
@@ -60,8 +60,11 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
 
 
 def secret_box(settings: Settings) -> SecretBox:
-    """The box signing secrets are sealed in."""
-    return SecretBox(settings.secrets_key, environment=settings.environment)
+    """The box signing secrets are sealed in: SECRETS_KEY, or the file SECRETS_KEY_FILE names."""
+    try:
+        return SecretBox(inline_or_file(settings.secrets_key, settings.secrets_key_file, file_setting="SECRETS_KEY_FILE"))
+    except SecretsKeyError as error:
+        raise SettingsError(str(error)) from None
 
 
 async def add_endpoint(conn: asyncpg.Connection, settings: Settings, business_id: int, url: str,

@@ -78,6 +78,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
                      health: LoopHealth | None = None) -> None:
     """Run until `stop` is set, riding out Redis and PostgreSQL restarts and restarting any loop that fails."""
     health = health or LoopHealth()
+    box = secret_box(settings)  # a missing or bad SECRETS_KEY stops the worker before it connects
     pool = await create_db_pool(settings, application_name="intake-worker", min_size=0)
     keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
     appended = asyncio.Event()  # new events committed: wakes the webhooks' fan-out before its poll
@@ -90,7 +91,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     fanned = asyncio.Event()
     loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned, appended=appended)
     loops["webhooks.sender"] = functools.partial(
-        Sender(pool, secret_box(settings), delivery_config(settings)).run, stop, fanned)
+        Sender(pool, box, delivery_config(settings)).run, stop, fanned)
     # The sweep is an arq cron job, not a task of ours: _sweep records its outcomes; and with
     # several workers any one may go long without running it, so it has no stall bound.
     health.watch("sweep", stall_after_s=None)

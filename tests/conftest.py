@@ -6,6 +6,7 @@ module may import them; test modules never import from this file or from each ot
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -17,6 +18,7 @@ import asyncpg
 import pytest
 
 from events.privacy import Keyring
+from projections.secretbox import SecretBox
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
 from service.keyring import checked_keyring, generate_kek
 from service.settings import Settings
@@ -88,25 +90,39 @@ NO_RATE_LIMITS = {"rate_limit_per_key": "off", "rate_limit_per_business": "off"}
 def key_encryption_key() -> Iterator[str]:
     """One key-encryption key for the session, in the environment every process the tests start
     inherits (`intake serve`, `intake worker`, the CLI), as a deployment would configure it."""
-    kek = generate_kek()
-    previous = os.environ.get("INTAKE_KEK")
-    os.environ["INTAKE_KEK"] = kek
-    try:
+    with session_env("INTAKE_KEK", generate_kek()) as kek:
         yield kek
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_key() -> Iterator[str]:
+    """The key partner and webhook secrets are sealed with, made for the session like the KEK:
+    nothing runs on a default (there is none)."""
+    with session_env("SECRETS_KEY", SecretBox.generate()) as key:
+        yield key
+
+
+@contextlib.contextmanager
+def session_env(name: str, value: str) -> Iterator[str]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield value
     finally:
         if previous is None:
-            del os.environ["INTAKE_KEK"]
+            del os.environ[name]
         else:
-            os.environ["INTAKE_KEK"] = previous
+            os.environ[name] = previous
 
 
 @pytest.fixture
-def settings(database_url: str, redis_server: EmbeddedRedis, key_encryption_key: str) -> Settings:
+def settings(database_url: str, redis_server: EmbeddedRedis, key_encryption_key: str, secrets_key: str) -> Settings:
     """Settings pointing at the test's database, as the app role (owning nothing, no UPDATE or DELETE
     on the log), with the superuser as the owner; and at the session's Redis."""
     return dataclasses.replace(Settings.from_env({}), database_url=app_url(database_url),
                                owner_database_url=database_url, redis_url=redis_server.url(),
-                               log_format="json", db_pool_max=40, kek=key_encryption_key, **NO_RATE_LIMITS)
+                               log_format="json", db_pool_max=40, kek=key_encryption_key, secrets_key=secrets_key,
+                               **NO_RATE_LIMITS)
 
 
 @pytest.fixture

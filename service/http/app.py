@@ -21,7 +21,6 @@ from events.store import EventStore
 from projections.freshness import Freshness
 from projections.projector import Projector
 from projections.queries import ReadModels
-from projections.secretbox import SecretBox
 from service import migrations
 from service.db import create_pool
 from service.faults import Faults
@@ -47,6 +46,7 @@ from service.metrics import Metrics
 from service.partners import PartnerCallbacks
 from service.ratelimit import RateLimiter, parse_rules
 from service.settings import Settings
+from service.webhooks import secret_box
 
 
 def utc_now() -> dt.datetime:
@@ -127,7 +127,7 @@ def _wired(settings: Settings, metrics: Metrics, faults: Faults, new_id: Callabl
                       on_append=lambda t: metrics.events_appended.labels(t).inc()),
         api_keys=ApiKeys(pool, ttl_s=settings.auth_cache_ttl_s, acquire_timeout=acquire_timeout),
         read_models=ReadModels(pool, acquire_timeout=acquire_timeout),
-        partner_callbacks=PartnerCallbacks(pool, SecretBox(settings.secrets_key, environment=settings.environment),
+        partner_callbacks=PartnerCallbacks(pool, secret_box(settings),
                                            acquire_timeout=acquire_timeout),
         freshness=Freshness(pool, acquire_timeout=acquire_timeout),
     )

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 
 import asyncpg
 import httpx
 import pytest
 
-from service.settings import Settings
+from tests.support.deployment import deployment_settings
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
 
@@ -22,7 +21,7 @@ URL = "/v1/businesses/acme/consult-submissions"
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_database_outage_gives_503_then_recovers_by_itself(own_postgres, how):
     server, tenant = own_postgres
-    settings = dataclasses.replace(Settings.from_env({"INTAKE_KEK": os.environ["INTAKE_KEK"]}), database_url=server.url(), db_connect_timeout_ms=500,
+    settings = dataclasses.replace(deployment_settings(), database_url=server.url(), db_connect_timeout_ms=500,
                                    db_acquire_timeout_ms=1000, log_format="json")
     async with running_api(settings) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
         assert (await client.post(URL, json=submission(), headers=headers(tenant.key))).status_code == 202

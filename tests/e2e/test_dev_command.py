@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from service.devstack import free_port
+from tests.support.deployment import SESSION_KEYS
 from tests.support.payloads import headers, submission
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +46,9 @@ def test_intake_dev_runs_everything_and_stops_cleanly(tmp_path):
 
 @contextlib.contextmanager
 def running_dev(state_dir: Path, port: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    """`intake dev` as a child process with no DATABASE_URL or REDIS_URL, killed if the test leaves it running."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    """`intake dev` as a child process with no DATABASE_URL or REDIS_URL and none of the keys a deployment
+    configures (it makes its own), killed if the test leaves it running."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", *SESSION_KEYS)}
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "dev", "--port", str(port), "--state-dir", str(state_dir)],
         cwd=ROOT, env={**env, "SHUTDOWN_GRACE_MS": "3000", "LOG_FORMAT": "json"}, stdout=log, stderr=log)
@@ -94,8 +96,10 @@ def assert_the_app_runs_as_its_own_role_and_no_password_is_printed(log_path: Pat
     assert re.search(r"Owner:     postgresql://postgres@127\.0\.0\.1:\d+/", banner), banner[-3000:]
     assert "owner rights" not in banner and "could alter the event log" not in banner
     assert (state_dir / "app-role.password").read_text().strip() not in banner
-    seal_key = state_dir / "seal.key"  # made once for the worker's seals, private, never printed
-    assert seal_key.stat().st_mode & 0o077 == 0 and seal_key.read_text().strip() not in banner
+    # Made once (seals, data keys' KEK, partner and webhook secrets), private, never printed.
+    for made in ("seal.key", "key-encryption-key", "secrets.key"):
+        key = state_dir / made
+        assert key.stat().st_mode & 0o077 == 0 and key.read_text().strip() not in banner, made
 
 
 def assert_sigterm_stops_it_within_the_grace_period(process: subprocess.Popen[bytes]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 
 import asyncpg
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
-from service.settings import Settings
+from tests.support.deployment import deployment_settings
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
 from tests.support.workers import WorkerProcess
@@ -57,7 +56,7 @@ async def test_worker_rides_out_a_postgres_restart_without_being_restarted(own_p
     redis = EmbeddedRedis(tmp_path / "redis")
     redis.start()
     worker = WorkerProcess({"DATABASE_URL": server.url(), "REDIS_URL": redis.url()}, tmp_path / "worker.log")
-    settings = dataclasses.replace(Settings.from_env({"INTAKE_KEK": os.environ["INTAKE_KEK"]}), database_url=server.url(), redis_url=redis.url(),
+    settings = dataclasses.replace(deployment_settings(), database_url=server.url(), redis_url=redis.url(),
                                    db_connect_timeout_ms=500, db_acquire_timeout_ms=1000)
     worker.start()
     try:

@@ -1,10 +1,14 @@
 """`intake partners …` and `intake webhooks …` as an operator runs them: secrets printed once and
-stored encrypted, listings without secrets, refusals as one line with exit 1."""
+stored encrypted, listings without secrets, refusals as one line with exit 1; nothing runs without
+SECRETS_KEY (there is no default)."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
+from tests.support.servers import free_port
 from tests.support.webhooks import compressed, intake_cli
 
 SECRET = re.compile(r"^(whsec_[A-Za-z0-9+/=]+)$", re.MULTILINE)
@@ -52,3 +56,16 @@ async def test_webhook_endpoints_are_added_listed_rotated_and_disabled_and_bad_u
     assert unknown.returncode == 1 and "events must be some of" in unknown.stderr
     missing = await intake_cli(local, "webhooks", "redeliver", "999")
     assert missing.returncode == 1 and missing.stderr.strip() == "intake: error: No such webhook endpoint or delivery."
+
+
+@pytest.mark.parametrize("secrets_key", ["", "bm90IDMyIGJ5dGVz"])  # missing; base64 of 12 bytes
+async def test_nothing_that_uses_secrets_starts_without_a_usable_secrets_key(settings, tenant, db, secrets_key):
+    before = await db.fetchval("SELECT count(*) FROM partner_secrets")
+    env = {"SECRETS_KEY": secrets_key, "SECRETS_KEY_FILE": ""}
+    for command in (("partners", "add", "lab", "--business", "acme"), ("serve", "--port", str(free_port())),
+                    ("worker",)):
+        done = await intake_cli(settings, *command, env=env)
+        assert done.returncode != 0, command
+        assert "SECRETS_KEY (or SECRETS_KEY_FILE) must hold 32 random bytes" in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+    assert await db.fetchval("SELECT count(*) FROM partner_secrets") == before

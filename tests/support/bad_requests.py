@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,8 +21,8 @@ import asyncpg
 import httpx
 
 from service.devstack import EmbeddedPostgres, EmbeddedRedis
-from service.settings import Settings
 from tests.support.databases import cloned_database
+from tests.support.deployment import deployment_settings
 from tests.support.payloads import submission
 from tests.support.servers import running_api
 from tests.support.tenants import TenantKeys, make_tenant
@@ -132,7 +131,7 @@ async def bad_input_api(postgres: EmbeddedPostgres, template: str, redis: Embedd
         db = await asyncpg.connect(url)
         try:
             keys = Keys(acme=await make_tenant(db, SLUG), globex=await make_tenant(db, "globex"))
-            settings = dataclasses.replace(Settings.from_env({"INTAKE_KEK": os.environ["INTAKE_KEK"]}), database_url=url, redis_url=redis.url(),
+            settings = dataclasses.replace(deployment_settings(), database_url=url, redis_url=redis.url(),
                                            log_format="json")
             async with running_api(settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
                 yield BadInputApi(http, db, keys)

@@ -14,13 +14,14 @@ from projections import signatures
 from projections.secretbox import SecretBox
 from service import partners
 from service.settings import Settings
+from service.webhooks import secret_box
 
 CALLBACK = "/v1/businesses/{slug}/partners/{partner}/callbacks"
 
 
 def box(settings: Settings) -> SecretBox:
     """The secret box the app under test uses."""
-    return SecretBox(settings.secrets_key, environment=settings.environment)
+    return secret_box(settings)
 
 
 async def add_partner(db: asyncpg.Connection, settings: Settings, slug: str = "acme",

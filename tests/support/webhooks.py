@@ -47,9 +47,10 @@ async def delivering(settings: Settings) -> AsyncIterator[None]:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def intake_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+async def intake_cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`intake …` as an operator runs it (as the owner), off the event loop so the servers keep answering."""
     env = {**os.environ, "DATABASE_URL": settings.database_url or "", "OWNER_DATABASE_URL":
-           settings.owner_database_url or "", "WEBHOOK_ALLOWED_NETWORKS": settings.webhook_allowed_networks}
+           settings.owner_database_url or "", "WEBHOOK_ALLOWED_NETWORKS": settings.webhook_allowed_networks,
+           **(env or {})}
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service.cli", *args], env=env,
                                    capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from projections.secretbox import SecretBox
 from service.http.app import create_app
 from service.settings import Settings
 
@@ -18,7 +19,7 @@ OPENAPI_PATH = "/schema/openapi.json"  # served by Litestar itself, not one of o
 @pytest.fixture(scope="module")
 def openapi() -> dict:
     # Building the app does no I/O (the lifespan opens the pool): the URL is never dialled.
-    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none", secrets_key=SecretBox.generate()))
     return app._app.openapi_schema.to_schema()  # type: ignore[attr-defined]
 
 
