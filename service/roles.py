@@ -16,6 +16,17 @@ import asyncpg
 from service import scram
 
 APP_GROUP = "intake_app"  # created by sql/migrations/0005_app_role.sql
+# Whether a role could change the log, by any path: superuser; owner of a table, or a member of the
+# log's owner (SET ROLE, then ALTER TABLE … DISABLE TRIGGER); or UPDATE, DELETE or TRUNCATE on it,
+# granted directly or through a role such as pg_write_all_data (TRUNCATE skips the row triggers).
+_PRIVILEGED = """
+SELECT r.rolsuper
+       OR EXISTS (SELECT FROM pg_class WHERE relowner = r.oid)
+       OR pg_has_role(r.oid, log.relowner, 'MEMBER')
+       OR has_table_privilege(r.oid, log.oid, 'UPDATE, DELETE, TRUNCATE') AS privileged
+FROM pg_roles r, pg_class log
+WHERE r.rolname = $1 AND log.oid = 'events'::regclass
+"""
 Action = Literal["created", "updated", "is_owner", "privileged", "unnamed"]
 
 
@@ -47,7 +58,8 @@ class LoginRole:
             "updated": f"login role {self.name} is a member of {APP_GROUP}; its password is DATABASE_URL's",
             "is_owner": f"warning: DATABASE_URL connects as the owner, {self.name}: the app runs with owner "
                         f"rights and could alter the event log; {hint}",
-            "privileged": f"warning: DATABASE_URL's user {self.name} is a superuser or owns tables, so the app "
+            "privileged": f"warning: DATABASE_URL's user {self.name} is a superuser, owns tables or may change the "
+                          f"event log (its owner's member, or UPDATE, DELETE or TRUNCATE on it), so the app "
                           f"could alter the event log; left unchanged: {hint}",
             "unnamed": "warning: DATABASE_URL names no user: no login role provisioned",
         }[self.action]
@@ -87,10 +99,8 @@ async def provision(conn: asyncpg.Connection, app_url: str) -> LoginRole:
         return LoginRole(None, "unnamed")
     if login.user == await conn.fetchval("SELECT current_user"):
         return LoginRole(login.user, "is_owner")
-    existing = await conn.fetchrow(
-        "SELECT rolsuper, EXISTS (SELECT FROM pg_class WHERE relowner = r.oid) AS owns_tables "
-        "FROM pg_roles r WHERE rolname = $1", login.user)
-    if existing is not None and (existing["rolsuper"] or existing["owns_tables"]):
+    existing = await conn.fetchrow(_PRIVILEGED, login.user)
+    if existing is not None and existing["privileged"]:
         return LoginRole(login.user, "privileged")  # never demoted behind an operator's back
     try:
         await _create_or_alter(conn, login, exists=existing is not None)

@@ -97,7 +97,7 @@ async def test_migrate_leaves_a_superuser_named_by_database_url_alone_and_warns(
     finally:
         await db.execute(f'DROP ROLE IF EXISTS "{role}"')
     assert result.returncode == 0
-    assert f"warning: DATABASE_URL's user {role} is a superuser or owns tables" in result.stderr
+    assert f"warning: DATABASE_URL's user {role} is a superuser, owns tables or may change the event log" in result.stderr
     assert dict(still) == {"rolsuper": True, "member": False}  # neither demoted nor granted anything
 
 
@@ -113,3 +113,21 @@ async def test_the_login_is_read_from_either_form_of_url(database_url, db, url_f
     finally:
         await db.execute(f'DROP ROLE IF EXISTS "{role}"')
     assert result.returncode == 0 and f"created login role {role}" in result.stdout and exists
+
+
+# Each a role that is not a superuser and owns nothing, yet could change the log.
+@pytest.mark.parametrize("grant", ["GRANT postgres TO {role}", "GRANT pg_write_all_data TO {role}",
+                                   "GRANT TRUNCATE ON events TO {role}"])
+async def test_migrate_leaves_a_role_that_could_change_the_log_alone_and_warns(database_url, db, grant):
+    role = f"intake_sly_{os.getpid()}"
+    await db.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        await db.execute(grant.format(role=f'"{role}"'))
+        result = migrate(database_url, with_login(database_url, role, "whatever"))
+        in_app_group = await db.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, APP_GROUP)
+    finally:
+        await db.execute(f'REVOKE TRUNCATE ON events FROM "{role}"')
+        await db.execute(f'DROP ROLE IF EXISTS "{role}"')
+    assert result.returncode == 0
+    assert f"warning: DATABASE_URL's user {role} is a superuser, owns tables or may change the event log" in result.stderr
+    assert not in_app_group  # left as it was, not quietly made the app's login
