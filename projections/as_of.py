@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -89,7 +89,7 @@ async def tables_as_of(conn: asyncpg.Connection, keyring: Keyring, at: dt.dateti
                        consultation_id: uuid.UUID | None = None) -> Tables:
     """Patients, consultations and approvals at `at`: of one business, or of one consultation
     (with its patient, whose details follow every submission of theirs by then)."""
-    await _settle(conn, at)
+    await _settle(conn.fetchval, at)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         tables = empty()
         async for event in _committed(conn, keyring, at, business_id, consultation_id=consultation_id):
@@ -105,9 +105,14 @@ async def tables_as_of(conn: asyncpg.Connection, keyring: Keyring, at: dt.dateti
 async def consultation_as_of(pool: asyncpg.Pool, keyring: Keyring, business_id: int, consultation_id: uuid.UUID,
                              at: dt.datetime, *, acquire_timeout: float) -> ConsultationView | None:
     """One consultation of this business as it stood at `at`; None if it did not exist yet."""
-    with translating_driver_errors():
+
+    async def fetchval(sql: str, *args: Any) -> Any:  # a connection per question: none is held while waiting
         async with pool.acquire(timeout=acquire_timeout) as conn:
-            await _settle(conn, at)
+            return await conn.fetchval(sql, *args)
+
+    with translating_driver_errors():
+        await _settle(fetchval, at)
+        async with pool.acquire(timeout=acquire_timeout) as conn:
             row = None
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 async for event in _committed(conn, keyring, at, business_id, consultation_id=consultation_id):
@@ -128,7 +133,8 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.astimezone(dt.UTC) if moment is not None else None
 
 
-async def _settle(conn: asyncpg.Connection, at: dt.datetime, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+async def _settle(fetchval: Callable[..., Awaitable[Any]], at: dt.datetime, timeout_s: float = SETTLE_TIMEOUT_S
+                  ) -> None:
     """Refuse what cannot be answered exactly, then wait until every transaction that could have
     committed by `at` is visible.
 
@@ -136,15 +142,16 @@ async def _settle(conn: asyncpg.Connection, at: dt.datetime, timeout_s: float = 
     stamped before `at` may still be in progress to a snapshot taken after `at`. Read the clock,
     then take a transaction id: a transaction that had none yet when the clock was read writes
     (and commits) after it, so only those with lower ids matter; once none of them is running,
-    a new snapshot sees every one that committed."""
+    a new snapshot sees every one that committed. Only transactions that wrote to the log matter
+    (sql/queries/replay.sql, older_still_open)."""
     sql = queries("replay")
-    if not await conn.fetchval(sql["commit_timestamps_tracked"]):
+    if not await fetchval(sql["commit_timestamps_tracked"]):
         raise CommitTimesUntracked(CommitTimesUntracked.__doc__)
-    if at > await conn.fetchval(sql["clock"]):
+    if at > await fetchval(sql["clock"]):
         raise AsOfInFuture(AsOfInFuture.__doc__)
-    mark = await conn.fetchval(sql["mark_transaction"])
+    mark = await fetchval(sql["mark_transaction"])
     deadline = time.monotonic() + timeout_s
-    while await conn.fetchval(sql["older_still_open"], mark):
+    while await fetchval(sql["older_still_open"], mark):
         if time.monotonic() > deadline:
             raise TransactionsStillOpen(TransactionsStillOpen.__doc__)
         await asyncio.sleep(_POLL_S)

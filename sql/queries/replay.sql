@@ -36,8 +36,22 @@ SELECT clock_timestamp() AS now;
 SELECT pg_current_xact_id()::text AS xid;
 
 -- name: older_still_open
--- Whether some transaction with an id ≤ $1 is still in progress (xmin: the oldest running one).
-SELECT pg_snapshot_xmin(pg_current_snapshot()) <= $1::text::xid8 AS waiting;
+-- Whether a transaction with an id ≤ $1 that has written to the log is still in progress. Only such a
+-- transaction can add events: it holds RowExclusiveLock on events until it ends, and releases it only
+-- after its commit is visible to new snapshots. A long transaction that never wrote to events (a
+-- `projections verify`, a report) is not waited for. A transaction's own id is the transactionid lock
+-- it holds; ids compare modulo 2^32, as PostgreSQL's 32-bit xids do (every running transaction is
+-- within 2^31 of the newest).
+SELECT EXISTS (
+    SELECT FROM pg_locks wrote
+    JOIN pg_locks own ON own.virtualtransaction = wrote.virtualtransaction
+                     AND own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
+    WHERE wrote.locktype = 'relation' AND wrote.relation = 'events'::regclass
+      AND wrote.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND wrote.mode = 'RowExclusiveLock' AND wrote.granted
+      AND (($1::text::numeric - own.transactionid::text::numeric) % 4294967296 + 4294967296) % 4294967296
+          < 2147483648
+) AS waiting;
 
 -- name: as_of_events
 -- The candidates for "committed at $1", with their commit time when PostgreSQL knows it

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from projections.as_of import SETTLE_TIMEOUT_S
 from projections.projector import Projector
 from service.devstack import EmbeddedPostgres
 from tests.support.consults import decide, submit
@@ -158,7 +159,7 @@ async def test_as_of_waits_for_transactions_in_progress_before_it_reads(settings
     try:
         deadline = time.monotonic() + 30
         while not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'intake-replay' "
-                                    "AND query LIKE '%pg_snapshot_xmin%'"):
+                                    "AND query LIKE '%JOIN pg_locks own%'"):
             assert time.monotonic() < deadline and process.poll() is None, "as-of never started waiting"
             await asyncio.sleep(0.02)
         assert process.poll() is None  # still waiting on the open transaction
@@ -168,3 +169,25 @@ async def test_as_of_waits_for_transactions_in_progress_before_it_reads(settings
     stdout, stderr = await asyncio.to_thread(process.communicate, timeout=60)
     assert process.returncode == 0, stderr
     assert stdout == b""  # the transaction committed after TIME: nothing had committed by then
+
+
+async def test_a_long_transaction_that_never_wrote_to_the_log_does_not_hold_as_of_back(settings, tenant, db, database_url):
+    """Such a transaction (a `projections verify`, a report) cannot add events: waiting for it would
+    only turn every `?as_of` read into a 503 for as long as it runs."""
+    async with api(settings) as client:
+        submitted = await submit(client, tenant)
+        bystander = await asyncpg.connect(database_url)
+        try:
+            async with bystander.transaction():
+                await bystander.execute("CREATE TEMP TABLE report (n int)")  # it has a transaction id now
+                assert await bystander.fetchval("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+                at = await db.fetchval("SELECT clock_timestamp()")
+                started = time.monotonic()
+                found = await ok(read(client, tenant, f"/consultations/{submitted['consultation_id']}",
+                                      key=tenant.key, as_of=at.isoformat()))
+                waited = time.monotonic() - started
+                still_open = await bystander.fetchval("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+        finally:
+            await bystander.close()
+    assert found["status"] == "pending" and still_open
+    assert waited < SETTLE_TIMEOUT_S / 2, waited  # answered, not after waiting out the bystander
