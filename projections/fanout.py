@@ -1,10 +1,13 @@
 """The webhooks' follower of the log: a delivery row for every event an endpoint subscribes to.
 
-It reads like the projectors' sweep reads: only transactions below the snapshot's xmin, in
-(tx_id, position) order from its own cursor (`webhook_cursor`), so an event whose transaction
-commits late is never passed over, and a crash anywhere resumes at the committed cursor. The
-delivery rows and the cursor move in one transaction; the rows' unique (endpoint, event) makes a
-repeated scan harmless. Redis plays no part: a wiped Redis loses nothing here.
+Its cursor (`webhook_cursor`) moves like the projectors' sweep reads: only through transactions
+below the snapshot's xmin, in (tx_id, position) order, so an event whose transaction commits late
+is never passed over, and a crash anywhere resumes at the committed cursor. Deliveries do not wait
+for that: every committed event after the cursor gets its rows at once, even while an older
+transaction still runs (sql/queries/webhooks.sql `fan_out`), and is seen again by each scan until
+the cursor passes it; the rows' unique (endpoint, event) makes a repeated scan harmless. The
+delivery rows and the cursor move in one transaction. Redis plays no part: a wiped Redis loses
+nothing here.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ def _nobody() -> None:
 
 
 async def fan_out_once(pool: asyncpg.Pool, *, batch: int = BATCH) -> tuple[int, int]:
-    """One step of the cursor: (events scanned, deliveries created); (0, 0) if another worker is taking
-    one. The cursor row must exist (`follow` makes it)."""
+    """One step of the cursor: (events it passed, deliveries created); (0, 0) if another worker is
+    taking one. The cursor row must exist (`follow` makes it)."""
     sql = queries("webhooks")
     with translating_driver_errors():
         async with pool.acquire(timeout=5) as conn, conn.transaction():

@@ -7,34 +7,45 @@ INSERT INTO webhook_cursor (name, tx_id, position) VALUES ($1, '0', 0) ON CONFLI
 SELECT tx_id::text AS tx_text, position FROM webhook_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED;
 
 -- name: fan_out
--- read_all's rule (sql/queries/events.sql): only rows of transactions below the snapshot's xmin,
--- in (tx_id, position) order after the cursor, so an event that commits late is never passed.
--- Every event scanned moves the cursor; those an enabled endpoint of their business subscribes to
--- (recorded after the endpoint was registered) get a delivery row: ids only, no payload.
+-- read_all's rule (sql/queries/events.sql) for the cursor: it moves only through rows of
+-- transactions below the snapshot's xmin, in (tx_id, position) order, so an event that commits late
+-- is never passed over. Deliveries are made sooner than that: for every committed event the
+-- statement sees after the cursor (the `settled` ones below xmin, which come first in this order,
+-- and the `early` ones above it, committed while an older transaction still runs). Without this a
+-- delivery waited for the slowest transaction running anywhere (an append whose COMMIT its API
+-- process had not yet sent, a projector's batch), which was most of the fan-out's tail
+-- (docs/PERFORMANCE.md). An early event is seen again by each scan until the cursor passes it;
+-- the unique (endpoint, event) makes that harmless and cheap (an index probe, nothing written).
+-- Those an enabled endpoint of their business subscribes to (recorded after the endpoint was
+-- registered) get a delivery row: ids only, no payload.
 -- consult.decided is published as consult.approved or consult.rejected.
-WITH scanned AS (
+WITH visible AS (
     SELECT position, event_id, business_id, tx_id, recorded_at,
            CASE WHEN event_type = 'consult.decided' THEN 'consult.' || (payload ->> 'decision')
-                ELSE event_type END AS webhook_type
+                ELSE event_type END AS webhook_type,
+           tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
     FROM events
-    WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-      AND (tx_id, position) > ($1::text::xid8, $2::bigint)
+    WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
     ORDER BY tx_id, position
     LIMIT $3
 ), fanned AS (
     INSERT INTO webhook_deliveries (endpoint_id, business_id, event_id, event_position, webhook_type, committed_at)
     SELECT e.id, s.business_id, s.event_id, s.position, s.webhook_type, s.recorded_at
-    FROM scanned s
+    FROM visible s
     JOIN webhook_endpoints e ON e.business_id = s.business_id AND e.disabled_at IS NULL
                             AND s.webhook_type = ANY (e.event_types) AND s.recorded_at >= e.created_at
+    -- An event fanned out early is left out before the insert, not by the conflict: a row that
+    -- conflicts still draws an id, and the rescans would burn ids by the thousand.
+    WHERE NOT EXISTS (SELECT FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.event_id = s.event_id)
     ORDER BY s.tx_id, s.position
     ON CONFLICT ON CONSTRAINT webhook_deliveries_once DO NOTHING
     RETURNING 1
 ), last AS (
-    SELECT tx_id::text AS tx_text, position FROM scanned ORDER BY tx_id DESC, position DESC LIMIT 1
+    SELECT tx_id::text AS tx_text, position FROM visible WHERE settled ORDER BY tx_id DESC, position DESC LIMIT 1
 )
-SELECT (SELECT count(*) FROM scanned) AS scanned, (SELECT count(*) FROM fanned) AS fanned,
-       (SELECT tx_text FROM last) AS tx_text, (SELECT position FROM last) AS position;
+SELECT (SELECT count(*) FROM visible WHERE settled) AS scanned, (SELECT count(*) FROM visible) AS seen,
+       (SELECT count(*) FROM fanned) AS fanned, (SELECT tx_text FROM last) AS tx_text,
+       (SELECT position FROM last) AS position;
 
 -- name: move_cursor
 UPDATE webhook_cursor SET tx_id = $2::text::xid8, position = $3 WHERE name = $1;
