@@ -31,18 +31,11 @@ def _nobody() -> None:
     """The default `healthy` callback: nobody is watching."""
 
 
-async def fan_out_once(pool: asyncpg.Pool, *, batch: int = BATCH) -> tuple[int, int]:
+async def fan_out_once(db: asyncpg.Pool | asyncpg.Connection, *, batch: int = BATCH) -> tuple[int, int]:
     """One step of the cursor: (events it passed, deliveries created); (0, 0) if another worker is
     taking one. The cursor row must exist (`follow` makes it)."""
-    sql = queries("webhooks")
     with translating_driver_errors():
-        async with pool.acquire(timeout=5) as conn, conn.transaction():
-            cursor = await conn.fetchrow(sql["lock_cursor"], CURSOR)
-            if cursor is None:  # another worker is fanning out
-                return 0, 0
-            found = await conn.fetchrow(sql["fan_out"], cursor["tx_text"], cursor["position"], batch)
-            if found["scanned"]:
-                await conn.execute(sql["move_cursor"], CURSOR, found["tx_text"], found["position"])
+        found = await db.fetchrow(queries("webhooks")["fan_out"], CURSOR, batch)
     return found["scanned"], found["fanned"]
 
 
@@ -51,17 +44,19 @@ async def follow(pool: asyncpg.Pool, stop: asyncio.Event, fanned: asyncio.Event,
     """Fan out until `stop`; sets `fanned` whenever new deliveries exist, to wake the sender.
     `appended` (the outbox notification, when the caller listens for it) wakes it before the poll."""
     appended = appended or asyncio.Event()
+    # One connection for the loop's life: no acquire, and no reset round trip on release, per step.
+    # A connection that breaks ends the loop, and its supervisor starts it again with a new one.
     with translating_driver_errors():
         async with pool.acquire(timeout=5) as conn:
             await conn.execute(queries("webhooks")["ensure_cursor"], CURSOR)
-    while not stop.is_set():
-        appended.clear()  # before the scan: whatever commits during it wakes the next wait at once
-        scanned, created = await fan_out_once(pool)
-        if created:
-            fanned.set()
-        healthy()
-        if scanned < BATCH:
-            await _first_of(stop, appended, timeout_s=POLL_S)
+            while not stop.is_set():
+                appended.clear()  # before the scan: whatever commits during it wakes the next wait at once
+                scanned, created = await fan_out_once(conn)
+                if created:
+                    fanned.set()
+                healthy()
+                if scanned < BATCH:
+                    await _first_of(stop, appended, timeout_s=POLL_S)
 
 
 async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
