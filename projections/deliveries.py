@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -130,6 +129,7 @@ class Sender:
             # breaks ends the loop, and its supervisor starts it again.
             with translating_driver_errors():
                 async with self._pool.acquire(timeout=5) as claiming, self._pool.acquire(timeout=5) as recording:
+                    await claiming.execute(self._sql["relaxed_commit"])  # undone on release (the pool's reset)
                     await self._turns(stop, wake, healthy, client, claiming, recording)
                     await self._record_finished(recording)
         finally:
@@ -141,21 +141,28 @@ class Sender:
     async def _turns(self, stop: asyncio.Event, wake: asyncio.Event, healthy: Callable[[], None],
                      client: aiohttp.ClientSession, claiming: asyncpg.Connection,
                      recording: asyncpg.Connection) -> None:
-        while not stop.is_set():
-            wake.clear()
-            self._done.clear()
-            # Side by side: the attempts of every request that finished meanwhile, in one
-            # statement, and a claim that refills the room they left.
-            await asyncio.gather(self._claim(claiming), self._record_finished(recording))
-            self._fill_slots(client)
-            healthy()
-            waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self._done)]
-            await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
-            if self._done.is_set() and not wake.is_set():
-                # Room freed: let a few more requests finish so that one claim refills it all.
-                await asyncio.sleep(CLAIM_GATHER_S)
+        # The attempts that finished are recorded in one statement at a time, beside the turns: a
+        # claim never waits for the record's commit (a WAL flush), only the next record does.
+        recorder = asyncio.create_task(asyncio.sleep(0))
+        try:
+            while not stop.is_set():
+                wake.clear()
+                self._done.clear()
+                if recorder.done():
+                    recorder.result()  # a record that failed ends the loop; its supervisor starts it again
+                    recorder = asyncio.create_task(self._record_finished(recording))
+                await self._claim(claiming)  # refills the room that finished requests left
+                self._fill_slots(client)
+                healthy()
+                waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self._done)]
+                await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                if self._done.is_set() and not wake.is_set():
+                    # Room freed: let a few more requests finish so that one claim refills it all.
+                    await asyncio.sleep(CLAIM_GATHER_S)
+        finally:
+            await recorder  # its connection is the final record's
 
     async def _claim(self, conn: asyncpg.Connection) -> None:
         """One claim (no endpoint beyond what it may hold), and the claimed events' streams in one more query."""
@@ -239,7 +246,7 @@ class Sender:
             async with asyncio.timeout(self._config.timeout_s), \
                     client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
                 await response.read()  # the whole answer, so that the connection can be kept for the next
-            status, retry_after = response.status, _retry_after(response.headers.get("retry-after"))
+            status, retry_after = response.status, webhook_policy.retry_after_s(response.headers.get("retry-after"))
         except webhook_policy.EndpointRefused:
             error = "EndpointRefused"
         except (TimeoutError, aiohttp.ClientError) as failure:
@@ -290,10 +297,3 @@ class Sender:
             delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
             return "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         return "dead", None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (the delay form; an HTTP date is ignored: our own schedule applies)."""
-    with contextlib.suppress(ValueError):
-        return max(float(value), 0.0) if value is not None else None
-    return None

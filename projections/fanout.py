@@ -48,6 +48,7 @@ async def follow(pool: asyncpg.Pool, stop: asyncio.Event, fanned: asyncio.Event,
     # A connection that breaks ends the loop, and its supervisor starts it again with a new one.
     with translating_driver_errors():
         async with pool.acquire(timeout=5) as conn:
+            await conn.execute(queries("webhooks")["relaxed_commit"])  # undone on release (the pool's reset)
             await conn.execute(queries("webhooks")["ensure_cursor"], CURSOR)
             while not stop.is_set():
                 appended.clear()  # before the scan: whatever commits during it wakes the next wait at once

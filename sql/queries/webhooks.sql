@@ -1,6 +1,15 @@
 -- name: ensure_cursor
 INSERT INTO webhook_cursor (name, tx_id, position) VALUES ($1, '0', 0) ON CONFLICT (name) DO NOTHING;
 
+-- name: relaxed_commit
+-- For the fan-out's and the claims' own connections (never the attempts' record): their commits
+-- return without waiting for the WAL flush, which on a busy disk took longer than the rest of the
+-- step. Safe because losing such a commit in a server crash only undoes work that is then done
+-- again: the delivery rows go with the cursor that made them, so they are made again; a claim's
+-- lease goes, so the delivery is sent again with the same webhook-id (at least once, as after a
+-- worker's crash). Nothing is ever seen that is not committed; only its durability waits.
+SET synchronous_commit = off;
+
 -- name: fan_out
 -- One step of the cursor ($1), in one statement (one round trip, its own transaction): a busy
 -- worker's event loop adds its lag to each round trip, and five of them (begin, lock, scan, move,
