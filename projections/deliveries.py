@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -124,12 +123,35 @@ class Sender:
         client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
                                        timeout=aiohttp.ClientTimeout(total=None))
         try:
+            # Two connections for the loop's life, for the claims and for the records side by side:
+            # no acquire and no reset round trip per turn (each round trip waits its turn in a busy
+            # event loop), nor a wait behind the projector jobs for a pooled connection. One that
+            # breaks ends the loop, and its supervisor starts it again.
+            with translating_driver_errors():
+                async with self._pool.acquire(timeout=5) as claiming, self._pool.acquire(timeout=5) as recording:
+                    await claiming.execute(self._sql["relaxed_commit"])  # undone on release (the pool's reset)
+                    await self._turns(stop, wake, healthy, client, claiming, recording)
+                    await self._record_finished(recording)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await client.close()
+
+    async def _turns(self, stop: asyncio.Event, wake: asyncio.Event, healthy: Callable[[], None],
+                     client: aiohttp.ClientSession, claiming: asyncpg.Connection,
+                     recording: asyncpg.Connection) -> None:
+        # The attempts that finished are recorded in one statement at a time, beside the turns: a
+        # claim never waits for the record's commit (a WAL flush), only the next record does.
+        recorder = asyncio.create_task(asyncio.sleep(0))
+        try:
             while not stop.is_set():
                 wake.clear()
                 self._done.clear()
-                # Side by side, on two connections: the attempts of every request that finished
-                # meanwhile, in one statement, and a claim that refills the room they left.
-                await asyncio.gather(self._claim(), self._record_finished())
+                if recorder.done():
+                    recorder.result()  # a record that failed ends the loop; its supervisor starts it again
+                    recorder = asyncio.create_task(self._record_finished(recording))
+                await self._claim(claiming)  # refills the room that finished requests left
                 self._fill_slots(client)
                 healthy()
                 waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self._done)]
@@ -139,14 +161,10 @@ class Sender:
                 if self._done.is_set() and not wake.is_set():
                     # Room freed: let a few more requests finish so that one claim refills it all.
                     await asyncio.sleep(CLAIM_GATHER_S)
-            await self._record_finished()
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await client.close()
+            await recorder  # its connection is the final record's
 
-    async def _claim(self) -> None:
+    async def _claim(self, conn: asyncpg.Connection) -> None:
         """One claim (no endpoint beyond what it may hold), and the claimed events' streams in one more query."""
         free = PREFETCH * self._config.max_in_flight - sum(self._held.values())
         if free <= 0:
@@ -155,13 +173,12 @@ class Sender:
         busy = [(endpoint, n) for endpoint, n in self._held.items() if n > 0]
         full = [endpoint for endpoint, n in busy if n >= hold]
         with translating_driver_errors():
-            async with self._pool.acquire(timeout=5) as conn:
-                claimed = time.monotonic()  # no later than the lease's start in the database: on the safe side
-                rows = await conn.fetch(self._sql["claim_due"], full, [e for e, _ in busy], [n for _, n in busy],
-                                        hold, free, self._config.lease_s)
-                if not rows:
-                    return
-                found = await conn.fetch(self._sql["events_with_streams"], list({r["event_position"] for r in rows}))
+            claimed = time.monotonic()  # no later than the lease's start in the database: on the safe side
+            rows = await conn.fetch(self._sql["claim_due"], full, [e for e, _ in busy], [n for _, n in busy],
+                                    hold, free, self._config.lease_s)
+            if not rows:
+                return
+            found = await conn.fetch(self._sql["events_with_streams"], list({r["event_position"] for r in rows}))
         streams: dict[int, list[StoredEvent]] = {}
         for record in found:
             streams.setdefault(record["wanted"], []).append(decode_record(record, None))
@@ -229,7 +246,7 @@ class Sender:
             async with asyncio.timeout(self._config.timeout_s), \
                     client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
                 await response.read()  # the whole answer, so that the connection can be kept for the next
-            status, retry_after = response.status, _retry_after(response.headers.get("retry-after"))
+            status, retry_after = response.status, webhook_policy.retry_after_s(response.headers.get("retry-after"))
         except webhook_policy.EndpointRefused:
             error = "EndpointRefused"
         except (TimeoutError, aiohttp.ClientError) as failure:
@@ -250,7 +267,7 @@ class Sender:
             self._keys[sealed] = signatures.secret_key(self._box.open(sealed, str(endpoint_id)))
         return self._keys[sealed]
 
-    async def _record_finished(self) -> None:
+    async def _record_finished(self, conn: asyncpg.Connection) -> None:
         """Every finished attempt since the last call, in one statement (one commit, not one per attempt).
         Should the worker die first, their leases run out and they are sent again: at least once."""
         # One per delivery (the statement updates each once): a second one exists only if a lease
@@ -263,8 +280,7 @@ class Sender:
         columns = list(zip(*[(row["id"], state, next_at, attempted_at, outcome.status, outcome.latency_ms, outcome.error)
                              for row, attempted_at, outcome, state, next_at in settled], strict=True))
         with translating_driver_errors():
-            async with self._pool.acquire(timeout=5) as conn:
-                await conn.execute(self._sql["record_attempts"], *map(list, columns))
+            await conn.execute(self._sql["record_attempts"], *map(list, columns))
         for row, _, outcome, state, _ in settled:
             # Debug for a success (one line per delivery would cost more than the delivery's own work).
             (_log.debug if state == "delivered" else _log.info)(
@@ -281,10 +297,3 @@ class Sender:
             delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
             return "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         return "dead", None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (the delay form; an HTTP date is ignored: our own schedule applies)."""
-    with contextlib.suppress(ValueError):
-        return max(float(value), 0.0) if value is not None else None
-    return None

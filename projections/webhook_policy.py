@@ -18,6 +18,7 @@ redirect, which is never followed, or a 4xx) is dead-lettered at once: repeating
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import random
 import socket
@@ -93,3 +94,10 @@ def retry_delay_s(attempt: int, base_s: float, *, retry_after_s: float | None = 
 def retryable(status: int | None) -> bool:
     """Timeouts and connection errors (no status), 429 and 5xx are retried; nothing else helps."""
     return status is None or status == 429 or status >= 500
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Retry-After in seconds (the delay form; an HTTP date is ignored: our own schedule applies)."""
+    with contextlib.suppress(ValueError):
+        return max(float(value), 0.0) if value is not None else None
+    return None

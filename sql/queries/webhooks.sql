@@ -1,43 +1,64 @@
 -- name: ensure_cursor
 INSERT INTO webhook_cursor (name, tx_id, position) VALUES ($1, '0', 0) ON CONFLICT (name) DO NOTHING;
 
--- name: lock_cursor
--- One fan-out at a time per cursor. A worker that finds it taken skips its turn instead of queueing:
--- the one holding it scans whatever is visible, and goes again at once if more was appended meanwhile.
-SELECT tx_id::text AS tx_text, position FROM webhook_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED;
+-- name: relaxed_commit
+-- For the fan-out's and the claims' own connections (never the attempts' record): their commits
+-- return without waiting for the WAL flush, which on a busy disk took longer than the rest of the
+-- step. Safe because losing such a commit in a server crash only undoes work that is then done
+-- again: the delivery rows go with the cursor that made them, so they are made again; a claim's
+-- lease goes, so the delivery is sent again with the same webhook-id (at least once, as after a
+-- worker's crash). Nothing is ever seen that is not committed; only its durability waits.
+SET synchronous_commit = off;
 
 -- name: fan_out
--- read_all's rule (sql/queries/events.sql): only rows of transactions below the snapshot's xmin,
--- in (tx_id, position) order after the cursor, so an event that commits late is never passed.
--- Every event scanned moves the cursor; those an enabled endpoint of their business subscribes to
--- (recorded after the endpoint was registered) get a delivery row: ids only, no payload.
+-- One step of the cursor ($1), in one statement (one round trip, its own transaction): a busy
+-- worker's event loop adds its lag to each round trip, and five of them (begin, lock, scan, move,
+-- commit) were most of the fan-out's median (docs/PERFORMANCE.md).
+-- One fan-out at a time per cursor: a worker that finds it taken gets nothing (`locked` 0) and skips
+-- its turn instead of queueing; the one holding it goes again at once if more was appended meanwhile.
+-- The cursor moves by read_all's rule (sql/queries/events.sql): only through rows of transactions
+-- below the snapshot's xmin, in (tx_id, position) order, so an event that commits late is never
+-- passed over. Deliveries are made sooner than that: for every committed event the statement sees
+-- after the cursor (the `settled` ones below xmin, which come first in this order, and the others,
+-- committed while an older transaction still runs). Without this a delivery waited for the slowest
+-- transaction running anywhere (an append whose COMMIT its API process had not yet sent, a
+-- projector's batch), which was most of the fan-out's tail. An early event is seen again by each
+-- scan until the cursor passes it; NOT EXISTS leaves it out before the insert (a row that conflicts
+-- still draws an id) and the unique (endpoint, event) settles any race.
+-- Those an enabled endpoint of their business subscribes to (recorded after the endpoint was
+-- registered) get a delivery row: ids only, no payload.
 -- consult.decided is published as consult.approved or consult.rejected.
-WITH scanned AS (
+WITH cursor AS (
+    -- FOR UPDATE reads the newest committed cursor, even one moved after this statement's snapshot.
+    SELECT tx_id, position FROM webhook_cursor WHERE name = $1 FOR UPDATE SKIP LOCKED
+), visible AS (
     SELECT position, event_id, business_id, tx_id, recorded_at,
            CASE WHEN event_type = 'consult.decided' THEN 'consult.' || (payload ->> 'decision')
-                ELSE event_type END AS webhook_type
+                ELSE event_type END AS webhook_type,
+           tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
     FROM events
-    WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-      AND (tx_id, position) > ($1::text::xid8, $2::bigint)
+    -- Scalar subqueries, not a join: an index range scan in (tx_id, position) order that stops at
+    -- the limit, not a sort of everything after the cursor.
+    WHERE (tx_id, position) > ((SELECT tx_id FROM cursor), (SELECT position FROM cursor))
     ORDER BY tx_id, position
-    LIMIT $3
+    LIMIT $2
 ), fanned AS (
     INSERT INTO webhook_deliveries (endpoint_id, business_id, event_id, event_position, webhook_type, committed_at)
     SELECT e.id, s.business_id, s.event_id, s.position, s.webhook_type, s.recorded_at
-    FROM scanned s
+    FROM visible s
     JOIN webhook_endpoints e ON e.business_id = s.business_id AND e.disabled_at IS NULL
                             AND s.webhook_type = ANY (e.event_types) AND s.recorded_at >= e.created_at
+    WHERE NOT EXISTS (SELECT FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.event_id = s.event_id)
     ORDER BY s.tx_id, s.position
     ON CONFLICT ON CONSTRAINT webhook_deliveries_once DO NOTHING
     RETURNING 1
 ), last AS (
-    SELECT tx_id::text AS tx_text, position FROM scanned ORDER BY tx_id DESC, position DESC LIMIT 1
+    SELECT tx_id, position FROM visible WHERE settled ORDER BY tx_id DESC, position DESC LIMIT 1
+), moved AS (
+    UPDATE webhook_cursor c SET tx_id = l.tx_id, position = l.position FROM last l WHERE c.name = $1
 )
-SELECT (SELECT count(*) FROM scanned) AS scanned, (SELECT count(*) FROM fanned) AS fanned,
-       (SELECT tx_text FROM last) AS tx_text, (SELECT position FROM last) AS position;
-
--- name: move_cursor
-UPDATE webhook_cursor SET tx_id = $2::text::xid8, position = $3 WHERE name = $1;
+SELECT (SELECT count(*) FROM cursor) AS locked, (SELECT count(*) FROM visible WHERE settled) AS scanned,
+       (SELECT count(*) FROM fanned) AS fanned;
 
 -- name: claim_due
 -- Due deliveries of enabled endpoints, leased for $6 s (next_attempt_at pushed past the requests'

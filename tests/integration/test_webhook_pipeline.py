@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from events.sqlfiles import queries
 from projections import fanout
 from service import webhooks
 from service.webhooks import delivery_config
@@ -115,3 +116,35 @@ async def test_two_fan_outs_woken_by_appends_make_one_delivery_per_event_without
 async def _fanned(db: asyncpg.Connection, count: int) -> list[str] | None:
     rows = [r["event_id"] for r in await db.fetch("SELECT event_id::text AS event_id FROM webhook_deliveries")]
     return rows if len(rows) >= count else None
+
+
+async def test_an_event_committed_behind_an_open_transaction_is_fanned_out_at_once_and_the_late_one_after_it(
+        settings, tenant, db, database_url):
+    fast = compressed(settings)
+    acme = await business_id(db, "acme")
+    async with api(fast) as client, asyncpg.create_pool(fast.database_url, min_size=1, max_size=2) as pool:
+        await webhooks.add_endpoint(db, fast, acme, "http://127.0.0.1:9/never", ["consult.submitted"])
+        await db.execute(queries("webhooks")["ensure_cursor"], fanout.CURSOR)
+        late = await asyncpg.connect(database_url)
+        try:
+            async with late.transaction():  # an older transaction, holding the horizon back until it commits
+                late_id = await late.fetchval(_LATE_EVENT, acme)
+                sent = (await submit(client, tenant, customer_id="cus_early"))["event_id"]
+                await fanout.fan_out_once(pool)
+                early = await _fanned(db, 1)
+                cursor_behind = await db.fetchval(
+                    "SELECT c.tx_id < e.tx_id FROM webhook_cursor c, events e WHERE e.event_id = $1", sent)
+            await fanout.fan_out_once(pool)
+            await fanout.fan_out_once(pool)  # seeing the early event again makes no second row
+        finally:
+            await late.close()
+        rows = await _fanned(db, 2)
+    assert early == [sent]  # not held back by the older transaction still running
+    assert cursor_behind  # the cursor did not pass what was not yet safe to pass
+    assert sorted(rows) == sorted([sent, str(late_id)])  # nor was the late event skipped
+
+
+_LATE_EVENT = """
+INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, business_id, payload, metadata)
+VALUES (gen_random_uuid(), 'consult-late', 1, 'consult.submitted', 1, $1, '{}', '{}') RETURNING event_id
+"""
