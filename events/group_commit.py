@@ -3,6 +3,10 @@
 Every request still gets its own all-or-nothing outcome. Appends that arrive
 while a commit is in flight wait in `pending` and go together in the next one,
 so batches grow with load and a lone request is committed at once (no timer).
+A batch is one statement and so one transaction of its own: one round trip, and
+no transaction left open while this process gets round to sending COMMIT. Only a
+fault point (drills, tests) wraps it in an explicit transaction, to act before
+the commit.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ MAX_BATCH = 256  # rows per statement: bounds statement size and a batch's laten
 MAX_INFLIGHT = 4  # concurrent commits: overlaps round trips without hoarding the pool
 
 FaultPoint = Callable[[str], Awaitable[None]]
+PARTIAL_REQUEST = "IK001"  # the append statement's own abort (sql/migrations/0014_append_in_one_statement.sql)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,8 @@ class Committed:
 
 
 class _PartialRequest(Exception):
-    """Some rows of one request were skipped and others inserted: the batch must not commit."""
+    """Some rows of one request were skipped and others inserted: the batch must not commit (the
+    statement aborts itself; in an explicit transaction, this process rolls it back)."""
 
 
 @dataclass(slots=True)
@@ -58,14 +64,10 @@ class _Pending:
     future: asyncio.Future[Committed] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-async def no_fault(point: str) -> None:
-    return None
-
-
 class GroupCommitter:
     """Appends requests' rows in shared transactions; see the module docstring."""
 
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, fault: FaultPoint = no_fault) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, fault: FaultPoint | None = None) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self._fault = fault
@@ -114,20 +116,33 @@ class GroupCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> list[Committed | Exception]:
         rows = [row for pending in batch for row in pending.rows]
+        arguments = append_arguments(rows, [n for n, pending in enumerate(batch) for _ in pending.rows])
         with translating_driver_errors():
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
-                returned = await conn.fetch(self._sql, *append_arguments(rows))
-                inserted = {rec["event_id"]: rec for rec in returned if rec["event_id"] is not None}
-                usable = {rec["usable_key"] for rec in returned if rec["usable_key"] is not None}
-                outcomes = [_outcome(pending, inserted, usable) for pending in batch]
-                await self._fault("append.before_commit")
-        return outcomes
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                try:
+                    if self._fault is None:
+                        return _outcomes(batch, await conn.fetch(self._sql, *arguments))
+                    async with conn.transaction():
+                        outcomes = _outcomes(batch, await conn.fetch(self._sql, *arguments))
+                        await self._fault("append.before_commit")
+                    return outcomes
+                except asyncpg.PostgresError as error:
+                    if error.sqlstate == PARTIAL_REQUEST:
+                        raise _PartialRequest from error
+                    raise
 
 
-def append_arguments(rows: Sequence[Row]) -> list[list[object]]:
-    """The arguments of the append_events statement for these rows."""
+def _outcomes(batch: list[_Pending], returned: list[asyncpg.Record]) -> list[Committed | Exception]:
+    inserted = {rec["event_id"]: rec for rec in returned if rec["event_id"] is not None}
+    usable = {rec["usable_key"] for rec in returned if rec["usable_key"] is not None}
+    return [_outcome(pending, inserted, usable) for pending in batch]
+
+
+def append_arguments(rows: Sequence[Row], requests: Sequence[int] | None = None) -> list[list[object]]:
+    """The arguments of the append_events statement for these rows; `requests`: each row's request
+    number within the batch (all one request when not given)."""
     columns = [list(column) for column in zip(*((*_astuple(r),) for r in rows), strict=True)]
-    return [*columns, *_key_columns(rows)]
+    return [*columns, *_key_columns(rows), list(requests) if requests is not None else [0] * len(rows)]
 
 
 def _astuple(row: Row) -> tuple[object, ...]:

@@ -13,7 +13,7 @@ import msgspec
 from events import keystore
 from events.codec import decode_payload, encode_payload, type_and_version
 from events.errors import AppendConflict, KeyUnavailable, UnknownPosition, translating_driver_errors
-from events.group_commit import Committed, FaultPoint, GroupCommitter, Row, no_fault
+from events.group_commit import Committed, FaultPoint, GroupCommitter, Row
 from events.keystore import Forgotten
 from events.privacy import DataKey, Keyring, Undecryptable, open_json
 from events.sqlfiles import queries
@@ -37,7 +37,7 @@ class EventStore:
     """Append-only access to the `events` table and its outbox."""
 
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, *, acquire_timeout: float = 2.0,
-                 fault: FaultPoint = no_fault) -> None:
+                 fault: FaultPoint | None = None) -> None:
         self._pool = pool
         self._keyring = keyring
         self._acquire_timeout = acquire_timeout

@@ -118,7 +118,8 @@ def _wired(settings: Settings, metrics: Metrics, faults: Faults, new_id: Callabl
            pool: asyncpg.Pool, keyring: Keyring) -> dict[str, object]:
     """What the controllers find in app.state, over the one pool."""
     acquire_timeout = settings.db_acquire_timeout_ms / 1000
-    store = EventStore(pool, keyring, acquire_timeout=acquire_timeout, fault=faults.hit)
+    # No fault configured: each batch commits as one statement, with no explicit transaction to act in.
+    store = EventStore(pool, keyring, acquire_timeout=acquire_timeout, fault=faults.hit if faults.enabled else None)
     return dict(
         pool=pool, acquire_timeout=acquire_timeout, keyring=keyring,  # the audit API's reads of the log
         store=store,

@@ -1,9 +1,12 @@
 -- name: append_events
--- One statement appends a whole group-commit batch and its outbox rows.
+-- One statement appends a whole group-commit batch and its outbox rows, as a transaction of its
+-- own (no BEGIN or COMMIT round trips: migration 0014).
 -- ON CONFLICT DO NOTHING (no target) covers every unique constraint: a row that
 -- loses a stream-version or idempotency-key race is skipped, not an error, so
 -- one losing request cannot abort the others in its batch. The caller compares
--- what came back with what it sent.
+-- what came back with what it sent. A request whose rows ($17: each row's request number) were
+-- only partly inserted aborts the whole statement (`partial`), and the caller retries each
+-- request of the batch alone.
 -- Patient data keys ($11-$15) are stored by the first append that uses them. An event sealed
 -- with a key is written only if that key is live: stored by this statement, or already live
 -- and locked FOR SHARE until commit, so `forget` (which destroys keys FOR UPDATE) either waits
@@ -39,15 +42,22 @@ WITH new_keys AS (
 ), new_outbox AS (
     INSERT INTO outbox (position, stream_id, tx_id)
     SELECT position, stream_id, tx_id FROM new_events
+), partial AS (
+    SELECT FROM unnest($1::uuid[], $17::int4[]) AS r(event_id, request)
+    LEFT JOIN new_events n ON n.event_id = r.event_id
+    GROUP BY r.request
+    HAVING count(n.event_id) BETWEEN 1 AND count(*) - 1
 )
 SELECT event_id, position, recorded_at, NULL::uuid AS usable_key,
-       -- An uncorrelated scalar subquery runs once, and only if a row came back.
-       (SELECT pg_notify('intake_outbox', '')) IS NULL AS notified
+       -- Uncorrelated scalar subqueries run once, and only if a row came back (none came back:
+       -- nothing was inserted, so nothing can be partly inserted).
+       (SELECT pg_notify('intake_outbox', '')) IS NULL AS notified,
+       (SELECT CASE WHEN EXISTS (SELECT FROM partial) THEN append_partial_request() END) AS partial
 FROM new_events
 UNION ALL
-SELECT NULL, NULL, NULL, key_id, NULL FROM new_keys
+SELECT NULL, NULL, NULL, key_id, NULL, NULL FROM new_keys
 UNION ALL
-SELECT NULL, NULL, NULL, key_id, NULL FROM live_keys;
+SELECT NULL, NULL, NULL, key_id, NULL, NULL FROM live_keys;
 
 -- name: read_stream
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,

@@ -11,7 +11,7 @@ import pytest
 
 from events.errors import AppendConflict
 from events.store import EventStore
-from tests.support.event_log import append
+from tests.support.event_log import META, append, decided
 
 
 @pytest.fixture
@@ -59,6 +59,28 @@ async def test_a_losing_request_in_a_shared_commit_does_not_abort_the_winners(po
         assert await conn.fetchval("SELECT count(*) FROM events") == 11
         assert await conn.fetchval("SELECT count(*) FROM events e LEFT JOIN outbox o USING (position) "
                                    "WHERE o.position IS NULL") == 0
+
+
+async def _no_fault(point: str) -> None:
+    return None
+
+
+# Without a fault point each batch is one statement, its own transaction (the service's way); with
+# one, the statement runs in an explicit transaction (drills). Either way a request whose events
+# could only partly be inserted writes none of them, and the requests sharing its batch commit.
+@pytest.mark.parametrize("fault", [None, _no_fault], ids=["one-statement", "explicit-transaction"])
+async def test_a_request_that_could_only_partly_be_inserted_writes_nothing_and_its_batch_commits(
+        pool, keyring, fault):
+    store = EventStore(pool, keyring, fault=fault)
+    await append(store, "mixed", 0)  # version 1 is taken: of the request below, only version 2 would fit
+    both = store.append(stream_id="mixed", expected_version=0, events=[(uuid.uuid4(), decided(1)),
+                        (uuid.uuid4(), decided(2))], business_id=1, metadata=META, idempotency=None)
+    results = await asyncio.gather(both, append(store, "bystander", 0), return_exceptions=True)
+    assert isinstance(results[0], AppendConflict) and isinstance(results[1], int), results
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT stream_id, stream_version FROM events ORDER BY position")
+        assert [tuple(r) for r in rows] == [("mixed", 1), ("bystander", 1)]
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
 
 
 async def test_global_reader_waits_for_a_lower_position_that_commits_later(pool, database_url, keyring):
