@@ -35,7 +35,7 @@ from events.sqlfiles import queries
 BATCH = 1 << 20  # bytes of rows converted and written at once
 KEY_CACHE = 4096  # unwrapped data keys held at once (a patient's events sit close together in the log)
 _CURRENT_TAGS = sorted(f"{name}.v{version}" for name, version in CURRENT_TYPES)
-_PARTS = b"\x1f"
+_MARK, _PARTS = b"\x1e", b"\x1f"  # a row to convert; between its parts
 _ENCODER = msgspec.json.Encoder()
 _KEY_ID = 5  # index of the key id among a row's parts
 _UNKNOWN = object()  # a key `patient_keys` never had
@@ -158,13 +158,13 @@ class _Lines:
 
 
 def _marked_rows(chunk: bytes) -> list[tuple[int, int, list[bytes]]]:
-    """The rows of a chunk that start with "!": where each starts and ends (its newline), and its parts."""
+    """The rows of a chunk that start with the mark: where each starts and ends (its newline), and its parts."""
     rows = []
-    start = 0 if chunk.startswith(b"!") else chunk.find(b"\n!") + 1 or -1  # -1: none (left)
+    start = chunk.find(_MARK)  # only ever the first byte of a row
     while start >= 0:
         end = chunk.index(b"\n", start)
         rows.append((start, end, chunk[start + 1:end].split(_PARTS, 7)))
-        start = chunk.find(b"\n!", end) + 1 or -1
+        start = chunk.find(_MARK, end)
     return rows
 
 

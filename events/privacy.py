@@ -17,6 +17,7 @@ queryable and its invariants (one open submission per slot) keep working without
 Once the key is destroyed, the envelope reads as ERASED in every personal field, for
 every reader at once: readers get the wrapped key from the row's join with `patient_keys`,
 never from a cache of key ids, so no process can keep decrypting after `forget` commits.
+(The JSONL replay reads the keys apart, in its own snapshot of the log: events/jsonl.py.)
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ ORDER BY position;
 -- `intake events replay --format jsonl`, run as `COPY (this) TO STDOUT` (events/jsonl.py): one
 -- text value per event. A payload in today's shape with nothing sealed comes as the whole JSON line,
 -- written as PostgreSQL sends it. Any other row (sealed personal fields, or an older shape for the
--- upcasters) comes as "!" and its parts, separated by U+001F, which no JSON text holds raw: the
+-- upcasters) comes as U+001E and its parts, separated by U+001F (no JSON text holds either raw): the
 -- line's head (up to `"data":`) and tail, type, version, event id; when sealed, the envelope's key
 -- id and ciphertext (its JSON text); and last the payload, without its envelope when sealed (the longest
 -- part: the reader stops splitting before it). The keys themselves are read apart, once per key,
@@ -34,9 +34,9 @@ ORDER BY position;
 SELECT CASE WHEN NOT e.payload ? 'sealed' AND e.event_type || '.v' || e.schema_version = ANY ($10::text[])
             THEN line.head || e.payload::text || line.tail
             WHEN sealed.key_id IS NULL
-            THEN '!' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
+            THEN E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
                  || E'\x1f' || e.event_id || E'\x1f\x1f\x1f' || e.payload::text
-            ELSE '!' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
+            ELSE E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
                  || E'\x1f' || e.event_id || E'\x1f' || sealed.key_id
                  || E'\x1f' || coalesce(e.payload #> '{sealed,ciphertext}', 'null')::text
                  || E'\x1f' || (e.payload - 'sealed')::text
