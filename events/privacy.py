@@ -17,6 +17,7 @@ queryable and its invariants (one open submission per slot) keep working without
 Once the key is destroyed, the envelope reads as ERASED in every personal field, for
 every reader at once: readers get the wrapped key from the row's join with `patient_keys`,
 never from a cache of key ids, so no process can keep decrypting after `forget` commits.
+(The JSONL replay reads the keys apart, in its own snapshot of the log: events/jsonl.py.)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _NONCE_BYTES = 12  # AES-GCM's standard nonce; random, and a key encrypts far fe
 _JSON = msgspec.json.Encoder()
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])  # an object's members, each left as its JSON text
 _ERASED_JSON = msgspec.Raw(msgspec.json.encode(ERASED))
+_AAD = b"intake personal data v1\x00"  # then the event id's and the key id's 16 bytes each
 
 
 class KeyEncryptionKeyError(Exception):
@@ -65,6 +67,7 @@ class Envelope(msgspec.Struct, frozen=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
+_BASE64 = msgspec.json.Decoder(bytes)
 
 
 class KeyEncryptionKeys:
@@ -189,10 +192,27 @@ def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: A
     further: replay writes this as it is."""
     clear = _MEMBERS.decode(payload)
     envelope = _ENVELOPE.decode(clear.pop("sealed"))
+    return _open(event_type, clear, envelope.ciphertext, _aad(event_id, envelope.key_id), key)
+
+
+def open_parts(event_type: str, clear: bytes, ciphertext: bytes, event_id: bytes, key_id: bytes,
+               key: AESGCM | None) -> bytes:
+    """open_json of a payload already taken apart (as PostgreSQL can): its members but `sealed`
+    as a JSON object, the envelope's ciphertext as its JSON text (a base64 string), and the event's
+    and the key's ids as their 16 bytes."""
+    return _open(event_type, _MEMBERS.decode(clear), _BASE64.decode(ciphertext), _AAD + event_id + key_id, key)
+
+
+def unknown_key(event_id: object, key_id: object) -> Undecryptable:
+    """The error of an envelope that names a data key `patient_keys` never had."""
+    return Undecryptable(f"event {event_id} names data key {key_id}, which does not exist")
+
+
+def _open(event_type: str, clear: dict[str, msgspec.Raw], ciphertext: bytes, aad: bytes, key: AESGCM | None) -> bytes:
     if key is None:
         clear.update(dict.fromkeys(PERSONAL_FIELDS.get(event_type, ()), _ERASED_JSON))
     else:
-        clear.update(_MEMBERS.decode(_decrypt(envelope, event_id, key)))
+        clear.update(_MEMBERS.decode(_decrypt(ciphertext, aad, key)))
     return _JSON.encode(clear)
 
 
@@ -210,13 +230,14 @@ def seal_fields(clear: dict[str, Any], fields: Sequence[str], event_id: uuid.UUI
     return {**clear, "sealed": Envelope(key.key_id, ciphertext)}
 
 
-def _decrypt(envelope: Envelope, event_id: uuid.UUID, key: AESGCM) -> bytes:
-    nonce, body = envelope.ciphertext[:_NONCE_BYTES], envelope.ciphertext[_NONCE_BYTES:]
+def _decrypt(ciphertext: bytes, aad: bytes, key: AESGCM) -> bytes:
     try:
-        return key.decrypt(nonce, body, _aad(event_id, envelope.key_id))
+        return key.decrypt(ciphertext[:_NONCE_BYTES], ciphertext[_NONCE_BYTES:], aad)
     except InvalidTag:
+        event_id = uuid.UUID(bytes=aad[len(_AAD):len(_AAD) + 16])
         raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
 
 
 def _aad(event_id: uuid.UUID, key_id: uuid.UUID) -> bytes:
-    return b"intake personal data v1\x00" + event_id.bytes + key_id.bytes
+    """What a ciphertext is bound to: the event and the key (associated data, not encrypted)."""
+    return _AAD + event_id.bytes + key_id.bytes

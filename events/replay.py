@@ -76,8 +76,14 @@ async def replay(conn: asyncpg.Connection, where: EventFilter, *, batch: int = R
             # limit protects the global reader's horizon from stuck writers, and a read-only
             # transaction without an xid does not hold that horizon back.
             await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            async for record in conn.cursor(queries("replay")["replay"], *where.arguments(), prefetch=batch):
+            async for record in conn.cursor(filtered("replay"), *where.arguments(), prefetch=batch):
                 yield read(record)
+
+
+def filtered(name: str) -> str:
+    """A replay query of sql/queries/replay.sql with the filter both forms share put in."""
+    blocks = queries("replay")
+    return blocks[name].replace("/* replay_filter */", blocks["replay_filter"])
 
 
 async def consultation_history(pool: asyncpg.Pool, keyring: Keyring, business_id: int, consultation_id: uuid.UUID, *,

@@ -15,7 +15,7 @@ from events.codec import decode_payload, encode_payload, type_and_version
 from events.errors import AppendConflict, KeyUnavailable, UnknownPosition, translating_driver_errors
 from events.group_commit import Committed, FaultPoint, GroupCommitter, Row
 from events.keystore import Forgotten
-from events.privacy import DataKey, Keyring, Undecryptable, open_json
+from events.privacy import DataKey, Keyring, open_json, unknown_key
 from events.sqlfiles import queries
 from events.types import ConsultSubmitted, Event, EventMetadata, Idempotency, StoredEvent
 
@@ -189,6 +189,6 @@ def payload_json(record: asyncpg.Record, keyring: Keyring | None) -> str | bytes
         return open_json(record["event_type"], record["payload"], record["event_id"], None)
     wrapped = record["wrapped_key"]
     if wrapped is None:  # the envelope names a key `patient_keys` never had
-        raise Undecryptable(f"event {record['event_id']} names data key {record['key_id']}, which does not exist")
+        raise unknown_key(record["event_id"], record["key_id"])
     key = keyring.data_key(record["key_id"], wrapped, record["kek_id"]) if wrapped else None  # b"": destroyed
     return open_json(record["event_type"], record["payload"], record["event_id"], key)

@@ -12,38 +12,23 @@ import functools
 import io
 import os
 import sys
-import uuid
 from typing import IO, Any
 
 import asyncpg
 import msgspec
 
-from events.codec import CURRENT_TYPES, KNOWN_TYPES
+from events.codec import KNOWN_TYPES
+from events.jsonl import Connect, replay_jsonl
 from events.privacy import Keyring
 from events.replay import BIGINT_MAX, EventFilter, parse_time, replay
 from events.sqlfiles import queries
-from events.store import decode_record, payload_json
-from events.types import Event
+from events.store import decode_record
 from projections.as_of import Tables, tables_as_of
 from service.keyring import load_keyring
 from service.settings import Settings
 
 _FILTERS_WITHOUT_AS_OF = ("stream", "types", "from_position", "to_position", "since", "until")
 OUT_BUFFER = 256 * 1024  # bytes of output per write(2)
-
-
-class EventLine(msgspec.Struct, frozen=True):
-    """One event of `--format jsonl`."""
-
-    position: int
-    event_id: uuid.UUID
-    stream_id: str
-    stream_version: int
-    type: str
-    schema_version: int
-    recorded_at: dt.datetime
-    data: Event | msgspec.Raw
-    metadata: msgspec.Raw
 
 
 class RowLine(msgspec.Struct, frozen=True):
@@ -86,9 +71,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     # is the raw file, and every event would cost a write(2): 44 % of a replay's time in a profile.
     out = io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "wb", closefd=False), buffer_size=OUT_BUFFER)
     table = (args.format or ("table" if sys.stdout.isatty() else "jsonl")) == "table"
-    conn = await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000,
-                                 server_settings={"application_name": "intake-replay", "jit": "off",
-                                                  "statement_timeout": str(settings.db_statement_timeout_ms)})
+    connect = functools.partial(_connect, settings)
+    conn = await connect()
     try:
         business_id = await _business_id(conn, args.business)
         keyring = load_keyring(settings)  # read-only: a KEK the data needs and lacks fails the read, clearly
@@ -97,7 +81,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                                         consultation_id=args.consultation)
             _write_tables(out, tables, table)
         else:
-            await _write_events(out, conn, keyring, _filter(args, business_id), table)
+            await _write_events(out, conn, connect, keyring, _filter(args, business_id), table)
         out.flush()
     except BrokenPipeError:
         # The reader is gone (`| head`): what it wanted was written. Point stdout at /dev/null so
@@ -106,6 +90,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await conn.close()
     return 0
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    return await asyncpg.connect(settings.require_database_url(), timeout=settings.db_connect_timeout_ms / 1000,
+                                 server_settings={"application_name": "intake-replay", "jit": "off",
+                                                  "statement_timeout": str(settings.db_statement_timeout_ms)})
 
 
 async def _business_id(conn: asyncpg.Connection, slug: str | None) -> int | None:
@@ -128,29 +118,16 @@ _ENCODER = msgspec.json.Encoder()
 _EVENT_HEADER = f"{'POSITION':>10}  {'RECORDED_AT':32}  {'TYPE':36}  {'VERSION':>7}  {'STREAM_ID':36}  CONSULTATION\n"
 
 
-async def _write_events(out: IO[bytes], conn: asyncpg.Connection, keyring: Keyring, where: EventFilter,
-                        table: bool) -> None:
-    if table:
-        out.write(_EVENT_HEADER.encode())
-    read = functools.partial(_event_row if table else _event_line, keyring=keyring)
-    async with contextlib.aclosing(replay(conn, where, read=read)) as lines:
-        async for line in lines:
-            out.write(line)
-
-
-def _event_line(record: asyncpg.Record, *, keyring: Keyring) -> bytes:
-    """One JSON line. A payload already in today's shape is written as stored (jsonb's text, the
-    same JSON; sealed members spliced back in as decrypted JSON text): decoding it only to encode
-    it again was a third of a replay's time. Older shapes are read through the upcasters."""
-    if (record["event_type"], record["schema_version"]) in CURRENT_TYPES:
-        payload = payload_json(record, keyring)
-        data: object = msgspec.Raw(payload.encode() if isinstance(payload, str) else payload)
-    else:
-        data = decode_record(record, keyring).data
-    line = EventLine(record["position"], record["event_id"], record["stream_id"], record["stream_version"],
-                     record["event_type"], record["schema_version"], record["recorded_at"], data,
-                     msgspec.Raw(record["metadata"].encode()))
-    return _ENCODER.encode(line) + b"\n"
+async def _write_events(out: IO[bytes], conn: asyncpg.Connection, connect: Connect, keyring: Keyring,
+                        where: EventFilter, table: bool) -> None:
+    if not table:
+        await replay_jsonl(conn, connect, where, keyring, out.write)
+        return
+    out.write(_EVENT_HEADER.encode())
+    read = functools.partial(_event_row, keyring=keyring)
+    async with contextlib.aclosing(replay(conn, where, read=read)) as rows:
+        async for row in rows:
+            out.write(row)
 
 
 def _event_row(record: asyncpg.Record, *, keyring: Keyring) -> bytes:

@@ -1,10 +1,8 @@
--- name: replay
--- `intake events replay`: every filter optional (NULL: not filtering). The command runs it once
--- with its values, so PostgreSQL plans for them (a custom plan folds away the NULL tests) and a
--- consultation filter walks events_by_consultation, a position range the primary key.
-SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
-       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
-FROM event_rows
+-- name: replay_filter
+-- The filter of both forms of `intake events replay` (`replay`, `replay_lines`; events/replay.py
+-- puts it where they say /* replay_filter */): every filter optional (NULL: not filtering). The
+-- command runs it once with its values, so PostgreSQL plans for them (a custom plan folds away the
+-- NULL tests) and a consultation filter walks events_by_consultation, a position range the primary key.
 WHERE position BETWEEN $1 AND $2
   AND ($3::int8 IS NULL OR business_id = $3)
   AND ($4::text IS NULL OR stream_id = $4)
@@ -12,7 +10,54 @@ WHERE position BETWEEN $1 AND $2
   AND ($6::text[] IS NULL OR event_type = ANY ($6) OR event_type || '.v' || schema_version = ANY ($7))
   AND ($8::timestamptz IS NULL OR recorded_at >= $8)
   AND ($9::timestamptz IS NULL OR recorded_at < $9)
+
+-- name: replay
+-- `intake events replay --format table`: the rows, read through a cursor and decoded in Python.
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
+       payload::text AS payload, metadata::text AS metadata, recorded_at, key_id, wrapped_key, kek_id
+FROM event_rows
+/* replay_filter */
 ORDER BY position;
+
+-- name: replay_lines
+-- `intake events replay --format jsonl`, run as `COPY (this) TO STDOUT` (events/jsonl.py): one
+-- text value per event. A payload in today's shape with nothing sealed comes as the whole JSON line,
+-- written as PostgreSQL sends it. Any other row (sealed personal fields, or an older shape for the
+-- upcasters) comes as U+001E and its parts, separated by U+001F (no JSON text holds either raw): the
+-- line's head (up to `"data":`) and tail, type, version, event id; when sealed, the envelope's key
+-- id and ciphertext (its JSON text); and last the payload, without its envelope when sealed (the longest
+-- part: the reader stops splitting before it). The keys themselves are read apart, once per key,
+-- in this statement's snapshot (data_keys): joining `patient_keys` here, as event_rows does, costs
+-- more than the rest of the row. Values are formatted as msgspec encodes them (ints, lowercase
+-- uuids, JSON-escaped strings, a UTC time with "Z" and microseconds unless zero), as
+-- tests/integration/test_replay_lines.py checks. The tenth parameter: the tags written today.
+SELECT CASE WHEN NOT e.payload ? 'sealed' AND e.event_type || '.v' || e.schema_version = ANY ($10::text[])
+            THEN line.head || e.payload::text || line.tail
+            WHEN sealed.key_id IS NULL
+            THEN E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
+                 || E'\x1f' || e.event_id || E'\x1f\x1f\x1f' || e.payload::text
+            ELSE E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
+                 || E'\x1f' || e.event_id || E'\x1f' || sealed.key_id
+                 || E'\x1f' || coalesce(e.payload #> '{sealed,ciphertext}', 'null')::text
+                 || E'\x1f' || (e.payload - 'sealed')::text
+       END
+FROM events AS e,
+     LATERAL (SELECT e.payload #>> '{sealed,key_id}' AS key_id) AS sealed,
+     LATERAL (SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at) AS t,
+     LATERAL (SELECT '{"position":' || e.position || ',"event_id":"' || e.event_id || '","stream_id":'
+                     || to_json(e.stream_id) || ',"stream_version":' || e.stream_version || ',"type":'
+                     || to_json(e.event_type) || ',"schema_version":' || e.schema_version || ',"recorded_at":"'
+                     || CASE WHEN right(t.at, 7) = '.000000' THEN left(t.at, -7) ELSE t.at END || 'Z","data":' AS head,
+                     ',"metadata":' || e.metadata::text || '}' AS tail) AS line
+/* replay_filter */
+ORDER BY e.position;
+
+-- name: data_keys
+-- The data keys a replay's sealed rows name, as event_rows gives them: wrapped_key empty once
+-- destroyed; a key `patient_keys` never had is absent.
+SELECT key_id, coalesce(wrapped_key, '\x'::bytea) AS wrapped_key, kek_id
+FROM patient_keys
+WHERE key_id = ANY ($1::uuid[]);
 
 -- name: consultation_history
 -- Every event that names the consultation: its stream's submission and decision, and the
