@@ -134,8 +134,8 @@ class GroupCommitter:
 
 def _outcomes(batch: list[_Pending], returned: list[asyncpg.Record]) -> list[Committed | Exception]:
     inserted = {rec["event_id"]: rec for rec in returned if rec["event_id"] is not None}
-    usable = {rec["usable_key"] for rec in returned if rec["usable_key"] is not None}
-    return [_outcome(pending, inserted, usable) for pending in batch]
+    unusable = {rec["unusable_key"] for rec in returned if rec["unusable_key"] is not None}
+    return [_outcome(pending, inserted, unusable) for pending in batch]
 
 
 def append_arguments(rows: Sequence[Row], requests: Sequence[int] | None = None) -> list[list[object]]:
@@ -160,10 +160,10 @@ def _key_columns(rows: Sequence[Row]) -> list[list[object]]:
             [r.data_key.key_id if r.data_key else None for r in rows]]
 
 
-def _outcome(pending: _Pending, inserted: dict[object, asyncpg.Record], usable: set[object]) -> Committed | Exception:
+def _outcome(pending: _Pending, inserted: dict[object, asyncpg.Record], unusable: set[object]) -> Committed | Exception:
     found = [inserted.get(row.event_id) for row in pending.rows]
     if all(rec is None for rec in found):
-        if any(row.data_key and row.data_key.key_id not in usable for row in pending.rows):
+        if unusable and any(row.data_key and row.data_key.key_id in unusable for row in pending.rows):
             return KeyUnavailable(KeyUnavailable.__doc__)
         return AppendConflict(AppendConflict.__doc__)
     if any(rec is None for rec in found):

@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.codec import check_writable, decode_payload, encode_payload, split_tag, tag_of
-from events.ids import random_uuid
+from events.ids import time_uuid
 from events.types import ERASED, Event
 
 # Per event type (all its versions): the fields that are the patient's personal data.
@@ -44,6 +44,7 @@ PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 KEY_BYTES = 32  # AES-256
 _NONCE_BYTES = 12  # AES-GCM's standard nonce; random, and a key encrypts far fewer than 2**32 messages
+_ID_RANDOM = 10  # random bytes of a data key's (version-7) id
 _JSON = msgspec.json.Encoder()
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])  # an object's members, each left as its JSON text
 _ERASED_JSON = msgspec.Raw(msgspec.json.encode(ERASED))
@@ -85,9 +86,10 @@ class KeyEncryptionKeys:
     def ids(self) -> frozenset[str]:
         return frozenset(self._by_id)
 
-    def wrap(self, key_id: uuid.UUID, data_key: bytes) -> tuple[bytes, str]:
-        """A data key wrapped by the current KEK (bound to its key id), and that KEK's id."""
-        nonce = os.urandom(_NONCE_BYTES)
+    def wrap(self, key_id: uuid.UUID, data_key: bytes, *, nonce: bytes | None = None) -> tuple[bytes, str]:
+        """A data key wrapped by the current KEK (bound to its key id), and that KEK's id; `nonce`:
+        12 fresh random bytes the caller drew (else drawn here)."""
+        nonce = os.urandom(_NONCE_BYTES) if nonce is None else nonce
         return nonce + self._by_id[self.current_id].encrypt(nonce, data_key, key_id.bytes), self.current_id
 
     def unwrap(self, key_id: uuid.UUID, wrapped: bytes, wrapped_by: str) -> bytes:
@@ -136,9 +138,12 @@ class Keyring:
         self._write: collections.OrderedDict[tuple[int, uuid.UUID], DataKey] = collections.OrderedDict()
 
     def new_key(self, business_id: int, patient_id: uuid.UUID) -> DataKey:
-        """A fresh data key for a patient (stored by the append that first uses it)."""
-        key_id, raw = random_uuid(), os.urandom(KEY_BYTES)
-        wrapped, wrapped_by = self.keks.wrap(key_id, raw)
+        """A fresh data key for a patient (stored by the append that first uses it). Its id is
+        time-ordered, so `patient_keys`' primary key is appended to at its right edge; the key
+        and the wrapping nonce are random. One draw of random bytes serves all three."""
+        drawn = os.urandom(_ID_RANDOM + KEY_BYTES + _NONCE_BYTES)
+        key_id, raw = time_uuid(drawn[:_ID_RANDOM]), drawn[_ID_RANDOM:_ID_RANDOM + KEY_BYTES]
+        wrapped, wrapped_by = self.keks.wrap(key_id, raw, nonce=drawn[_ID_RANDOM + KEY_BYTES:])
         return DataKey(key_id, business_id, patient_id, wrapped, wrapped_by, AESGCM(raw))
 
     def write_key(self, business_id: int, patient_id: uuid.UUID) -> DataKey:
@@ -222,12 +227,13 @@ def personal_fields(tag: str) -> tuple[str, ...]:
 
 
 def seal_fields(clear: dict[str, Any], fields: Sequence[str], event_id: uuid.UUID, key: DataKey) -> dict[str, Any]:
-    """A decoded payload with `fields` moved into an encrypted envelope (also used to encrypt
-    events written before encryption, whose payload may be an earlier version)."""
+    """`clear`, a decoded payload, with `fields` moved into an encrypted envelope, in place (also used
+    to encrypt events written before encryption, whose payload may be an earlier version)."""
     personal = {name: clear.pop(name) for name in fields if name in clear}
     nonce = os.urandom(_NONCE_BYTES)
     ciphertext = nonce + key.aead.encrypt(nonce, _JSON.encode(personal), _aad(event_id, key.key_id))
-    return {**clear, "sealed": Envelope(key.key_id, ciphertext)}
+    clear["sealed"] = Envelope(key.key_id, ciphertext)
+    return clear
 
 
 def _decrypt(ciphertext: bytes, aad: bytes, key: AESGCM) -> bytes:

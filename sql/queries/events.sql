@@ -11,8 +11,10 @@
 -- with a key is written only if that key is live: stored by this statement, or already live
 -- and locked FOR SHARE until commit, so `forget` (which destroys keys FOR UPDATE) either waits
 -- for this batch or is seen by it. Nothing is written sealed with a destroyed key, or with a
--- key that lost the race to be a patient's one live key: the caller learns which keys were
--- usable (`usable_key` rows) and encrypts again.
+-- key that lost the race to be a patient's one live key: the caller learns which keys were not
+-- usable (`unusable_key` rows) and encrypts again. Only those come back: in the usual case (every
+-- key new, or live) no key row is returned, and `live_keys` is not even scanned when every key
+-- of the batch is new (the AND below stops at `new_keys`; the events' WHERE checks `new_keys` first).
 WITH new_keys AS (
     INSERT INTO patient_keys (key_id, business_id, patient_id, wrapped_key, kek_id)
     SELECT * FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::bytea[], $15::text[])
@@ -48,16 +50,15 @@ WITH new_keys AS (
     GROUP BY r.request
     HAVING count(n.event_id) BETWEEN 1 AND count(*) - 1
 )
-SELECT event_id, position, recorded_at, NULL::uuid AS usable_key,
+SELECT event_id, position, recorded_at, NULL::uuid AS unusable_key,
        -- Uncorrelated scalar subqueries run once, and only if a row came back (none came back:
        -- nothing was inserted, so nothing can be partly inserted).
        (SELECT pg_notify('intake_outbox', '')) IS NULL AS notified,
        (SELECT CASE WHEN EXISTS (SELECT FROM partial) THEN append_partial_request() END) AS partial
 FROM new_events
 UNION ALL
-SELECT NULL, NULL, NULL, key_id, NULL, NULL FROM new_keys
-UNION ALL
-SELECT NULL, NULL, NULL, key_id, NULL, NULL FROM live_keys;
+SELECT NULL, NULL, NULL, k.key_id, NULL, NULL FROM unnest($11::uuid[]) AS k(key_id)
+WHERE k.key_id NOT IN (SELECT key_id FROM new_keys) AND k.key_id NOT IN (SELECT key_id FROM live_keys);
 
 -- name: read_stream
 SELECT position, event_id, stream_id, stream_version, event_type, schema_version, business_id,
