@@ -20,6 +20,40 @@ CREATE SCHEMA intake_rebuild;
 -- the table name (primary key, NOT NULL, CHECK) come out identical.
 CREATE TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL);
 
+-- name: create_bare_shadow_table
+-- A read model's shadow starts without indexes (nor the PRIMARY KEY and UNIQUE constraints they
+-- back): filled by COPY in no useful order, every row would insert into each index, and that
+-- index maintenance was ~70 % of a rebuild's WAL and much of its CPU. index_shadow_table adds them
+-- once the bulk is in, each built by one sort.
+CREATE TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES);
+
+-- name: shadow_index_statements
+-- The live table's indexes, for its shadow, under their live names: constraints (primary key,
+-- unique, exclusion) as constraints, since their names are what errors are translated by, and
+-- the other indexes from their definitions.
+SELECT CASE WHEN con.oid IS NOT NULL
+            THEN format('ALTER TABLE intake_rebuild.%I ADD CONSTRAINT %I %s', t.relname, con.conname,
+                        pg_get_constraintdef(con.oid))
+            ELSE regexp_replace(pg_get_indexdef(i.indexrelid), ' ON public\.', ' ON intake_rebuild.')
+       END AS statement
+FROM pg_index i
+JOIN pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = format('public.%I', $1::text)::regclass
+ORDER BY i.indexrelid;
+
+-- name: serial_index_builds
+-- For the session that builds the shadow's indexes: no parallel workers. A rebuild is background
+-- work and its backends run at a lower CPU priority; parallel workers would not (they are other
+-- processes), and would take both cores from the API for the length of each sort.
+SET max_parallel_maintenance_workers = 0;
+
+-- name: create_unlogged_shadow_table
+-- The shadow's checkpoints and failures are never swapped in, only read by the swap (which copies
+-- what differs into the live tables, WAL-logged there): unlogged, they write no WAL, which was a
+-- third of a rebuild's (a crash loses them, and the rebuild they belonged to with them).
+CREATE UNLOGGED TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL);
+
 -- name: rename_shadow_indexes
 -- LIKE names copied indexes after their columns; give each the live name of the index with the
 -- same definition (renaming an index renames the constraint it backs): constraint names are
