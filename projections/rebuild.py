@@ -138,13 +138,14 @@ async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progr
 
 async def _index_and_analyze(conn: asyncpg.Connection, models: list[Model]) -> None:
     """The shadow read tables' indexes, built now that their rows are in (after the bulk snapshot is
-    released), then fresh statistics, so the API's plans on them do not wait for autovacuum."""
+    released), then analyzed, and autovacuum back on for when they are live."""
     sql = queries("rebuild")
     await conn.execute(sql["serial_index_builds"])
     for model in models:
         for index in await conn.fetch(sql["shadow_index_statements"], model.table):
             await conn.execute(index["statement"])
         await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
+        await conn.execute(sql["enable_shadow_autovacuum"].format(table=model.table))
 
 
 async def _fold(reader: asyncpg.Connection, writer: asyncpg.Connection, query: str, fold: GroupFold,
