@@ -3,7 +3,9 @@
 1. Shadow tables in schema `intake_rebuild`, with the live tables' names, columns, index and
    constraint names and grants, plus shadow checkpoint and failure tables.
 2. Bulk: one REPEATABLE READ snapshot of the log, folded by the batch path (projections/batch.py)
-   and COPYed in; the shadow then holds exactly the events visible in that snapshot.
+   and COPYed in; the shadow then holds exactly the events visible in that snapshot. The read
+   tables' indexes are built after their rows are in (one sort each, not a row-by-row insert into
+   every index); the shadow checkpoints and failures, never swapped in, are unlogged.
 3. Tail: the live projector's own code, pointed at the shadow by `search_path`, catches up the
    streams with events the last snapshot did not see; repeated while the tail is large.
 4. Swap, one transaction: lock the live checkpoints (holding the live projectors back), catch the
@@ -81,8 +83,6 @@ async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress:
         try:
             await _prepare_shadow(conn, models)
             snapshot, events, folded = await _bulk(dsn, models, keyring, progress, on_connect)
-            for model in models:
-                await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
             tail = await _catch_up_and_swap(conn, dsn, models, keyring, snapshot, on_connect)
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
@@ -98,8 +98,9 @@ async def _prepare_shadow(conn: asyncpg.Connection, models: list[Model]) -> None
     async with conn.transaction():
         await conn.execute(sql["drop_shadow"])
         await conn.execute(sql["create_shadow"])
-        for table in [m.table for m in models] + ["projection_checkpoints", "projection_failures"]:
-            await conn.execute(sql["create_shadow_table"].format(table=table))
+        for table, create in [(m.table, "create_bare_shadow_table") for m in models] + [
+                (t, "create_unlogged_shadow_table") for t in ("projection_checkpoints", "projection_failures")]:
+            await conn.execute(sql[create].format(table=table))
             for renaming in await conn.fetch(sql["rename_shadow_indexes"], table):
                 await conn.execute(renaming["statement"])
         for model in models:
@@ -128,10 +129,23 @@ async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progr
                 patients = GroupFold([MODELS["patients"]], ["patients"], keyring, skip=by_slot.skip, checkpoints=False)
                 done += await _fold(reader, writer, sql["submissions_in_patient_order"], patients, by_patient,
                                     lambda n: progress("rebuild", done + n, total))
+        await _index_and_analyze(writer, models)
         return head["snapshot"], head["events"], done
     finally:
         await reader.close()
         await writer.close()
+
+
+async def _index_and_analyze(conn: asyncpg.Connection, models: list[Model]) -> None:
+    """The shadow read tables' indexes, built now that their rows are in (after the bulk snapshot is
+    released), then analyzed, and autovacuum back on for when they are live."""
+    sql = queries("rebuild")
+    await conn.execute(sql["serial_index_builds"])
+    for model in models:
+        for index in await conn.fetch(sql["shadow_index_statements"], model.table):
+            await conn.execute(index["statement"])
+        await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
+        await conn.execute(sql["enable_shadow_autovacuum"].format(table=model.table))
 
 
 async def _fold(reader: asyncpg.Connection, writer: asyncpg.Connection, query: str, fold: GroupFold,

@@ -14,11 +14,46 @@ DROP SCHEMA IF EXISTS intake_rebuild CASCADE;
 -- name: create_shadow
 CREATE SCHEMA intake_rebuild;
 
--- name: create_shadow_table
+-- name: create_bare_shadow_table
 -- Same name in another schema: the copy's column order and types are the live table's (so the
 -- API's prepared statements keep their result type across the swap), and names derived from
--- the table name (primary key, NOT NULL, CHECK) come out identical.
-CREATE TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL);
+-- the table name (NOT NULL, CHECK) come out identical.
+-- A read model's shadow starts without indexes (nor the PRIMARY KEY and UNIQUE constraints they
+-- back): filled by COPY in no useful order, every row would insert into each index, and that
+-- index maintenance was ~70 % of a rebuild's WAL and much of its CPU. shadow_index_statements
+-- adds them once the bulk is in, each built by one sort. Autovacuum is off until
+-- enable_shadow_autovacuum: its workers (not niced) vacuumed and analyzed the growing shadow
+-- during the bulk in most measured runs, some tables twice.
+CREATE TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)
+WITH (autovacuum_enabled = false);
+
+-- name: shadow_index_statements
+-- The live table's indexes, for its shadow, under their live names: constraints (primary key,
+-- unique, exclusion) as constraints, since their names are what errors are translated by, and
+-- the other indexes from their definitions.
+SELECT CASE WHEN con.oid IS NOT NULL
+            THEN format('ALTER TABLE intake_rebuild.%I ADD CONSTRAINT %I %s', t.relname, con.conname,
+                        pg_get_constraintdef(con.oid))
+            ELSE regexp_replace(pg_get_indexdef(i.indexrelid), ' ON public\.', ' ON intake_rebuild.')
+       END AS statement
+FROM pg_index i
+JOIN pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = format('public.%I', $1::text)::regclass
+ORDER BY i.indexrelid;
+
+-- name: serial_index_builds
+-- For the session that builds the shadow's indexes: no parallel workers. A rebuild is background
+-- work and its backends run at a lower CPU priority; parallel workers would not (they are other
+-- processes), and would take both cores from the API for the length of each sort.
+SET max_parallel_maintenance_workers = 0;
+
+-- name: create_unlogged_shadow_table
+-- The shadow's checkpoints and failures are never swapped in, only read by the swap (which copies
+-- what differs into the live tables, WAL-logged there): unlogged, they write no WAL, which was a
+-- third of a rebuild's (a crash loses them, and the rebuild they belonged to with them).
+CREATE UNLOGGED TABLE intake_rebuild.{table} (LIKE public.{table} INCLUDING ALL)
+WITH (autovacuum_enabled = false);
 
 -- name: rename_shadow_indexes
 -- LIKE names copied indexes after their columns; give each the live name of the index with the
@@ -44,7 +79,13 @@ GROUP BY c.relname, r.rolname;
 
 -- name: analyze_shadow_table
 -- Fresh statistics before the swap: the API's plans on the new table should not wait for autovacuum.
+-- (Not VACUUM: setting the visibility map here measured +11 % WAL and +15 % server CPU during the
+-- rebuild; reads go by index, and autovacuum does it once the table is live.)
 ANALYZE intake_rebuild.{table};
+
+-- name: enable_shadow_autovacuum
+-- The live table's setting (the default) back, before the shadow becomes the live table.
+ALTER TABLE intake_rebuild.{table} RESET (autovacuum_enabled);
 
 -- name: snapshot
 -- The first statement of the bulk read's REPEATABLE READ transaction: this is its snapshot.

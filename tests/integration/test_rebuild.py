@@ -48,14 +48,19 @@ async def projected(db, pool, keyring):
 
 
 async def catalog(db: asyncpg.Connection) -> dict[str, object]:
-    """Everything about the read tables a swap must keep: names, grants, checkpoints, failures, floors' presence."""
+    """Everything about the read tables a swap must keep: names and definitions (the shadow's indexes
+    are built after its rows, from the live ones), logged and with default storage options (the
+    shadow's autovacuum is off until the swap), grants, checkpoints, failures, floors' presence."""
     return {
         "indexes": sorted(tuple(r) for r in await db.fetch(
-            "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1)",
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1)",
             READ_TABLES)),
         "constraints": sorted(tuple(r) for r in await db.fetch(
-            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE conrelid::regclass::text = ANY($1)",
-            READ_TABLES)),
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid::regclass::text = ANY($1)", READ_TABLES)),
+        "tables": sorted(tuple(r) for r in await db.fetch(
+            "SELECT relname, relpersistence, reloptions FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relname = ANY($1)", READ_TABLES)),
         "grants": sorted(tuple(r) for r in await db.fetch(
             "SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants "
             "WHERE table_schema = 'public' AND table_name = ANY($1)", READ_TABLES)),
