@@ -22,7 +22,6 @@ import psutil
 from projections.projector import PROJECTIONS
 from projections.rebuild import rebuild as rebuild_projections
 from projections.verify import verify as verify_projections
-from service import priority
 from service.commands import connect_as_owner
 from service.keyring import load_keyring
 from service.settings import Settings
@@ -39,10 +38,11 @@ async def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    # The fold is this process's CPU; on a machine it shares with the API, the API's requests go first.
+    os.nice(REBUILD_NICENESS)
     names = args.names or list(PROJECTIONS)
     try:
-        # The fold is this process's CPU; on a machine it shares with the API, the API's requests go first.
-        with priority.background(REBUILD_NICENESS), _progress_reporter() as report:
+        with _progress_reporter() as report:
             dsn = settings.require_owner_database_url()
             done = await rebuild_projections(dsn, names, load_keyring(settings), progress=report,
                                              on_connect=functools.partial(_yield_cpu, local=_is_local(dsn)))
