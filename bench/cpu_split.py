@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import statistics
 import sys
 import tempfile
@@ -43,6 +44,9 @@ APPEND = ("SELECT coalesce(sum(calls), 0), coalesce(sum(shared_blks_hit), 0), co
           "FROM pg_stat_statements WHERE query LIKE '%INSERT INTO patient_keys%' "
           "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
 TARGETS = {"sealed": True, "clear": False}
+# With --against TREE: this tree against another copy of the code (both sealed), which runs with that
+# tree first on PYTHONPATH, for its migrations as for `intake serve`.
+AGAINST = {"base": True, "this": True}
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
@@ -87,6 +91,21 @@ def _sample_waits(url: str, stop: threading.Event, seen: collections.Counter[str
 
 def measure(postgres: EmbeddedPostgres, postmaster: psutil.Process, target: str, workers: int,
             options: argparse.Namespace, logs: Path) -> dict[str, object]:
+    """One measurement of one target; see the module docstring."""
+    saved = os.environ.get("PYTHONPATH")
+    if target == "base":
+        os.environ["PYTHONPATH"] = options.against  # inherited by `intake` (service_env copies os.environ)
+    try:
+        return _measure(postgres, postmaster, target, workers, options, logs)
+    finally:
+        if target == "base" and saved is None:
+            del os.environ["PYTHONPATH"]
+        elif target == "base":
+            os.environ["PYTHONPATH"] = saved
+
+
+def _measure(postgres: EmbeddedPostgres, postmaster: psutil.Process, target: str, workers: int,
+             options: argparse.Namespace, logs: Path) -> dict[str, object]:
     name = f"split_{target}_{workers}w"
     url = database.create_database(postgres, name)
     try:
@@ -95,7 +114,7 @@ def measure(postgres: EmbeddedPostgres, postmaster: psutil.Process, target: str,
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}{real_service.SUBMISSIONS_PATH}"
         load = dict(api_key=api_key, target=target, workers=workers)
-        env = real_service.service_env(url, encrypt=TARGETS[target])
+        env = real_service.service_env(url, encrypt={**TARGETS, **AGAINST}[target])
         with running_server(real_service.serve_argv(port, workers), port=port, env=env,
                             log_path=logs / f"{name}.log") as server:
             run_wrk(options.wrk, endpoint, duration_s=options.warmup, **load)
@@ -131,11 +150,11 @@ def line(row: dict[str, object]) -> str:
             f"load {row['load']:.1f}  non-2xx {row['non2xx']}\n        active backends: {waits}")
 
 
-def summary(rows: list[dict[str, object]]) -> str:
+def summary(rows: list[dict[str, object]], targets: dict[str, bool]) -> str:
     keys = ("rps", "api_us", "pg_us", "wal_b", "per_batch", "hits", "exec_us")
     out = ["medians per request:  target workers  " + "  ".join(keys)]
     for workers in sorted({r["workers"] for r in rows}):  # type: ignore[type-var]
-        for target in TARGETS:
+        for target in targets:
             mine = [r for r in rows if r["target"] == target and r["workers"] == workers]
             if mine:
                 medians = [statistics.median(float(r[k]) for r in mine) for k in keys]  # type: ignore[arg-type]
@@ -149,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--against", metavar="TREE", help="compare with the code in TREE (both sealed)")
     options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    targets = AGAINST if options.against else TARGETS
     options.wrk = ensure_wrk()
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-split-") as workdir:
@@ -158,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             postmaster = psutil.Process(int((Path(workdir) / "postgres" / "postmaster.pid").read_text().split()[0]))
             for round_no in range(options.rounds):
-                order = list(TARGETS) if round_no % 2 == 0 else list(TARGETS)[::-1]
+                order = list(targets) if round_no % 2 == 0 else list(targets)[::-1]
                 for workers in (int(w) for w in options.workers.split(",")):
                     for target in order:
                         rows.append(measure(postgres, postmaster, target, workers, options, Path(workdir)))
                         print(line(rows[-1]), flush=True)
         finally:
             postgres.stop()
-    print(summary(rows))
+    print(summary(rows, targets))
     return 0
 
 

@@ -63,7 +63,7 @@ def top_functions(raw: str, top: int = TOP) -> tuple[int, list[tuple[str, float]
     return samples, share(own), share(anywhere)
 
 
-def profile(duration_s: int, warmup_s: int, out: Path) -> str:
+def profile(duration_s: int, warmup_s: int, out: Path, *, native: bool = False) -> str:
     """The raw (collapsed) py-spy profile of one serving worker under wrk's load."""
     wrk, spy = ensure_wrk(), _py_spy()
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as workdir:
@@ -80,7 +80,10 @@ def profile(duration_s: int, warmup_s: int, out: Path) -> str:
                 run_wrk(wrk, endpoint, duration_s=warmup_s, **load)
                 sampler = threading.Thread(target=subprocess.run, args=([
                     spy, "record", "--pid", str(server.pid), "--duration", str(duration_s), "--rate",
-                    str(SAMPLE_RATE), "--format", "raw", "--gil", "--nonblocking", "-o", str(out)],),
+                    str(SAMPLE_RATE), "--format", "raw", "--gil",
+                    # native stacks need the process paused while sampled (py-spy refuses --nonblocking)
+                    *(["--native"] if native else ["--nonblocking"]),
+                    "-o", str(out)],),
                     kwargs={"capture_output": True, "timeout": duration_s + 60})  # fmt: skip
                 cpu = psutil.Process(server.pid)
                 used_before = sum(cpu.cpu_times()[:2])
@@ -102,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds sampled (default 15)")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before sampling (default 5)")
     parser.add_argument("--output", type=Path, default=Path("bench/results/profile.txt"), help="raw profile file")
+    parser.add_argument("--native", action="store_true", help="C frames too (py-spy --native)")
     options = parser.parse_args(sys.argv[1:] if argv is None else argv)
     options.output.parent.mkdir(exist_ok=True)
-    samples, own, anywhere = top_functions(profile(options.duration, options.warmup, options.output))
+    raw = profile(options.duration, options.warmup, options.output, native=options.native)
+    samples, own, anywhere = top_functions(raw)
     print(f"\n{samples:,} GIL-holding samples; raw profile in {options.output}")
     for title, rows in (("self", own), ("total", anywhere)):
         print(f"\ntop {len(rows)} by {title}:")

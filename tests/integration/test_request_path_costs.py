@@ -3,10 +3,12 @@ database's own view of the API's connections; and the guard that now runs withou
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import httpx
 
+from service.connections import _HeadWithBody
 from tests.support.payloads import headers, submission
 from tests.support.servers import running_api
 
@@ -40,3 +42,60 @@ async def test_the_submission_guard_still_refuses_a_key_without_the_scope(settin
         missing = await client.post(URL, json=submission(), headers={**headers(tenant.key), "Authorization": "Bearer ik_nope"})
         reader = await client.post(URL, json=submission(), headers=headers(tenant.read_only_key))
     assert missing.status_code == 401 and reader.status_code == 403
+
+
+
+class _Sent:
+    """A transport that records each send."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sends.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_response_head_waits_for_its_body_and_leaves_with_it():
+    sent = _Sent()
+    writer = _HeadWithBody(sent, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writer.arm()
+    writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert sent.sends == []
+    writer.write(b"{}")
+    writer.write(b"more")
+    assert sent.sends == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"more"]
+
+
+async def test_a_head_sent_alone_leaves_by_the_next_turn_of_the_loop_or_at_close():
+    sent = _Sent()
+    writer = _HeadWithBody(sent, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writer.arm()
+    writer.write(b"head")
+    await asyncio.sleep(0)
+    assert sent.sends == [b"head"]
+    writer.arm()
+    writer.write(b"second head")
+    writer.close()
+    assert sent.sends == [b"head", b"second head"] and sent.closed
+
+
+async def _raw_exchange(base: str, request: bytes) -> bytes:
+    """What one raw HTTP/1.1 exchange (Connection: close) receives."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    received = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    return received
+
+
+async def test_get_and_head_responses_arrive_whole(settings):
+    async with running_api(settings) as base:
+        got = await _raw_exchange(base, b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        head = await _raw_exchange(base, b"HEAD /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"}")
+    assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n")
