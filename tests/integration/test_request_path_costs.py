@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import uuid
 
 import httpx
 
+from events.sqlfiles import queries
 from service.connections import _HeadWithBody
 from service.http.app import YOUNG_COLLECTION_THRESHOLD
 from tests.support.payloads import headers, submission
@@ -104,3 +106,12 @@ async def test_get_and_head_responses_arrive_whole(settings):
         head = await _raw_exchange(base, b"HEAD /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"}")
     assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n")
+
+
+async def test_a_submission_is_indexed_by_its_consultation_once_and_still_found_by_it(db):
+    indexes = await db.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'events' AND indexdef LIKE '%consultation_id%'")
+    assert len(indexes) == 1, indexes
+    await db.execute("SET enable_seqscan = off")  # the table is small here; the question is which index serves it
+    plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + queries("events")["stream_of_consultation"],
+                                                    str(uuid.uuid4()), 1))
+    assert "events_by_consultation" in plan, plan
