@@ -14,6 +14,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 
 from service.http.problems import Forbidden
+from service.http.scope import header, set_tenant
 from service.keys import SCOPES, ApiKeys, Principal
 from service.ratelimit import RateLimiter
 
@@ -28,14 +29,14 @@ def requires(scope: str) -> Callable[[ASGIConnection, BaseRouteHandler], object]
 
     async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         keys: ApiKeys = connection.app.state.api_keys
-        principal = await keys.authenticate(connection.headers.get("authorization"))
+        principal = await keys.authenticate(header(connection, b"authorization"))
         slug = connection.path_params.get("slug")
         if slug is None:  # routes outside any business are for admin keys only
             if not principal.is_admin:
                 raise Forbidden("This API key may not do that.")
             connection.state.principal = principal
         else:
-            connection.state.tenant = await keys.authorize(principal, slug, scope)
+            set_tenant(connection, await keys.authorize(principal, slug, scope))
         await _within_limits(connection, principal, ROUTE_CLASS[scope])
 
     return guard

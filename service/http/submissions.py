@@ -8,9 +8,9 @@ from events.types import Answer, PatientDetails, TelehealthConsent
 from service import domain
 from service.http.auth import guarded_post, requires
 from service.http.openapi import IDEMPOTENCY_KEY, documented
+from service.http.scope import header, tenant_of
 from service.http.schemas import PatientIn, SubmissionIn, check_json_content_type, decode_body
 from service.http.writes import answer, event_metadata, idempotency_key
-from service.keys import Tenant
 
 
 @guarded_post("/v1/businesses/{slug:str}/consult-submissions", guards=[requires("submissions:write")],
@@ -18,8 +18,8 @@ from service.keys import Tenant
               operation_class=documented(body=SubmissionIn, parameters=(IDEMPOTENCY_KEY,)))
 async def submit_consult(request: Request) -> Response[bytes]:
     """Append a consult submission exactly once per Idempotency-Key; see docs/API.md, section 2."""
-    tenant: Tenant = request.state.tenant
-    check_json_content_type(request.headers.get("content-type"))
+    tenant = tenant_of(request)
+    check_json_content_type(header(request, b"content-type"))
     body = decode_body(await request.body(), SubmissionIn)
     key = idempotency_key(request, b"submit:%d" % tenant.business_id, body)
     state = request.app.state

@@ -13,6 +13,7 @@ from litestar import Request, Response
 from events.types import ConsultDecided, ConsultSubmitted, EventMetadata, Idempotency, SubmissionDeduplicated
 from service.handlers import Recorded
 from service.http.problems import InvalidIdempotencyKey
+from service.http.scope import header
 from service.keys import Tenant
 
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # fullmatch: $ would take a trailing newline
@@ -44,7 +45,7 @@ def idempotency_key(request: Request, operation: bytes, canonical: msgspec.Struc
     The fingerprint covers the operation, its target and the decoded body, so a
     retry that only reorders JSON fields is still the same request.
     """
-    key = request.headers.get("idempotency-key")
+    key = header(request, b"idempotency-key")
     if key is None or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Send an Idempotency-Key header of 1–255 visible ASCII characters.")
     fingerprint = hashlib.sha256(operation + b"\x00" + canonical_body(canonical)).digest()
@@ -67,8 +68,9 @@ def canonical_body(body: msgspec.Struct) -> bytes:
 def event_metadata(request: Request, tenant: Tenant) -> EventMetadata:
     """Who is acting, for the audit trail."""
     request_id = request.scope["state"]["request_id"]
+    correlation_id = header(request, b"x-correlation-id")
     return EventMetadata(request_id=request_id, actor=tenant.principal.actor,
-                         correlation_id=request.headers.get("x-correlation-id", request_id)[:128])
+                         correlation_id=(request_id if correlation_id is None else correlation_id)[:128])
 
 
 def view_of(recorded: Recorded) -> tuple[int, SubmissionView | DecisionView]:

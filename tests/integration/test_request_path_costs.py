@@ -22,12 +22,13 @@ async def test_startup_freezes_what_it_built_so_full_collections_skip_it(setting
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     thresholds = gc.get_threshold()
+    gc.set_threshold(700, *thresholds[1:])  # CPython's default (an earlier app in this process raised it)
     try:
         async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
             assert (await client.get("/livez")).status_code == 200
             assert gc.get_freeze_count() > 10_000  # the routes, schemas and modules loaded for the app
             # and the young generation is collected every 20,000 net allocations, not every 700
-            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *thresholds[1:]) and thresholds[0] < 20_000
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
