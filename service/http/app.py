@@ -48,7 +48,6 @@ from service.ratelimit import RateLimiter, parse_rules
 from service.settings import Settings
 from service.webhooks import secret_box
 
-
 # Objects allocated (net of those freed) between collections of the young generation; CPython's
 # default is 700. Requests in flight hold a few hundred tracked objects each and free nearly all of
 # them by reference counting, so at 700 the collector ran every couple of requests, each time walking

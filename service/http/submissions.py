@@ -8,8 +8,8 @@ from events.types import Answer, PatientDetails, TelehealthConsent
 from service import domain
 from service.http.auth import guarded_post, requires
 from service.http.openapi import IDEMPOTENCY_KEY, documented
-from service.http.scope import header, tenant_of
 from service.http.schemas import PatientIn, SubmissionIn, check_json_content_type, decode_body
+from service.http.scope import header, tenant_of
 from service.http.writes import answer, event_metadata, idempotency_key
 
 
