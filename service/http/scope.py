@@ -1,8 +1,9 @@
 """A request's headers and the tenant its guard resolved, read straight from the ASGI scope.
 
-litestar's `connection.headers` builds a multi-dict of every header, and each `connection.state`
-a State with its own lock, per request: 2-3 % of a submission's CPU in the bench's profile
-(docs/PERFORMANCE.md), for the three or four values the write path reads.
+Each `connection.state` builds a litestar State with its own lock, and `connection.headers` goes
+through litestar's scope-state cache to a multi-dict of every header, for the three or four values
+the write path reads (docs/PERFORMANCE.md, session 6). litestar's `Request.body()` still builds that
+multi-dict once per request for its own content-length check.
 """
 
 from __future__ import annotations
