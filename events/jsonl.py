@@ -23,7 +23,6 @@ import asyncio
 import binascii
 import collections
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
@@ -113,12 +112,12 @@ class _Keys:
         return found
 
     async def _fetch(self, missing: set[bytes]) -> dict[bytes, Key]:
-        ids = {key_id: uuid.UUID(key_id.decode()) for key_id in missing}
-        rows = await (await self._connection()).fetch(queries("replay")["data_keys"], list(set(ids.values())))
-        keyring = self._keyring
-        found = {row["key_id"]: keyring.data_key(row["key_id"], row["wrapped_key"], row["kek_id"])
-                 if row["wrapped_key"] else None for row in rows}  # b"": destroyed
-        return {key_id: found.get(id_, _UNKNOWN) for key_id, id_ in ids.items()}
+        rows = await (await self._connection()).fetch(queries("replay")["data_keys"], [k.decode() for k in missing])
+        unwrap = self._keyring.unwrap  # not Keyring's own cache: this one is the bound
+        found: dict[bytes, Key] = dict.fromkeys(missing, _UNKNOWN)
+        found.update((row["wanted"].encode(), unwrap(row["key_id"], row["wrapped_key"], row["kek_id"])
+                      if row["wrapped_key"] else None) for row in rows)  # b"": destroyed
+        return found
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None:
