@@ -224,7 +224,7 @@ def _open(event_type: str, clear: dict[str, msgspec.Raw], ciphertext: bytes, aad
         clear.update(dict.fromkeys(fields, _ERASED_JSON))
         return _JSON.encode(clear)
     personal = _decrypt(ciphertext, aad, key)
-    if clear and len(personal) > 2 and not any(name in clear for name in fields):
+    if clear and len(personal) > 2 and clear.keys().isdisjoint(fields):
         # The members seal_fields encrypted, as _JSON encoded them (compact, each key once), go
         # after the clear ones: the same bytes as decoding them into `clear` and encoding it all.
         return _JSON.encode(clear)[:-1] + b"," + personal[1:]
