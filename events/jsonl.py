@@ -7,20 +7,24 @@ upcasts older shapes), splicing the result between the line's head and tail.
 COPY's text format escapes a backslash as two and would escape control characters, newline and tab;
 JSON text holds none of those raw, so undoing the doubled backslashes gives the lines back. The
 driver hands over whole rows, as many as one read of the socket holds, and reads no more until its
-sink returns: memory stays at about BATCH bytes of rows (twice: read, then converted) and KEY_CACHE
+sink returns: memory stays at about two BATCHes of rows (each read, then converted) and KEY_CACHE
 keys however long the log.
 
 The data keys come from a second connection in the COPY's own snapshot (exported, then imported),
 asked once per batch for the keys its rows name that are not cached: what event_rows would have
-joined to each row, as of the same moment, without probing `patient_keys` once per sealed row.
+joined to each row, as of the same moment, without probing `patient_keys` once per sealed row. A
+batch is converted only once the next one has been taken and its keys asked for, so that round trip
+(and PostgreSQL's work on it) runs while this process converts, instead of between batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
+import collections
 import re
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -33,12 +37,14 @@ from events.replay import EventFilter, filtered
 from events.sqlfiles import queries
 
 BATCH = 1 << 20  # bytes of rows converted and written at once
-KEY_CACHE = 4096  # unwrapped data keys held at once (a patient's events sit close together in the log)
+KEY_CACHE = 4096  # unwrapped data keys kept, least recently used out first (docs/PRIVACY.md: their bytes)
 _CURRENT_TAGS = sorted(f"{name}.v{version}" for name, version in CURRENT_TYPES)
 _MARK, _PARTS = b"\x1e", b"\x1f"  # a row to convert; between its parts
 _ENCODER = msgspec.json.Encoder()
 _KEY_ID = 5  # index of the key id among a row's parts
 _UNKNOWN = object()  # a key `patient_keys` never had
+_MISSING = object()  # not cached
+Key = AESGCM | object | None  # None: destroyed (reads ERASED); _UNKNOWN
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
@@ -53,7 +59,8 @@ async def replay_jsonl(conn: asyncpg.Connection, connect: Connect, where: EventF
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 # The reader paces the statement (a slow pipe, `| less`): no limit on how long it runs.
                 await conn.execute("SET LOCAL statement_timeout = 0")
-                lines = _Lines(keyring, _Keys(connect, await conn.fetchval("SELECT pg_export_snapshot()")), write)
+                snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                lines = _Lines(_Keys(connect, snapshot, keyring), write)
                 try:
                     await conn.copy_from_query(filtered("replay_lines").rstrip(";"), *where.arguments(),
                                                _CURRENT_TAGS, output=lines.take)
@@ -69,28 +76,48 @@ class _WriteFailed(Exception):
 
 
 class _Keys:
-    """The data keys of one snapshot: read on a connection of their own, unwrapped, bounded."""
+    """The data keys of one snapshot: read on a connection of their own, unwrapped, the KEY_CACHE
+    used last kept (least recently used out first). Requests run one after another, each while the
+    batch before it is converted: the round trip is off the replay's path."""
 
-    def __init__(self, connect: Connect, snapshot: str) -> None:
+    def __init__(self, connect: Connect, snapshot: str, keyring: Keyring) -> None:
         if not _SNAPSHOT_ID.fullmatch(snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
-        self._connect, self._snapshot = connect, snapshot
+        self._connect, self._snapshot, self._keyring = connect, snapshot, keyring
         self._conn: asyncpg.Connection | None = None
-        self.cached: dict[bytes, AESGCM | object | None] = {}  # None: destroyed (reads ERASED)
+        self._cached: collections.OrderedDict[bytes, Key] = collections.OrderedDict()
+        self._last: asyncio.Task[dict[bytes, Key]] | None = None
 
-    async def load(self, needed: set[bytes], keyring: Keyring) -> None:
-        """Have every key of `needed` (their ids as the payloads spell them) in `cached`."""
-        missing = needed - self.cached.keys()
-        if not missing:
-            return
-        if len(self.cached) + len(missing) > KEY_CACHE:
-            self.cached.clear()
-            missing = needed
-        ids = {key_id: uuid.UUID(key_id.decode()) for key_id in missing}
-        rows = await (await self._connection()).fetch(queries("replay")["data_keys"], list(set(ids.values())))
-        found = {row["key_id"]: keyring.data_key(row["key_id"], row["wrapped_key"], row["kek_id"])
-                 if row["wrapped_key"] else None for row in rows}  # b"": destroyed
-        self.cached.update((key_id, found.get(id_, _UNKNOWN)) for key_id, id_ in ids.items())
+    def request(self, needed: set[bytes]) -> asyncio.Task[dict[bytes, Key]]:
+        """Start finding the keys of `needed` (their ids as the payloads spell them): a task giving
+        each one, run once the requests before it are done (one statement at a time on one connection)."""
+        self._last = task = asyncio.ensure_future(self._find(needed, self._last))
+        return task
+
+    async def _find(self, needed: set[bytes], before: asyncio.Task[dict[bytes, Key]] | None) -> dict[bytes, Key]:
+        if before is not None:
+            await before  # its keys are cached now: not asked for twice
+        found, cached = {}, self._cached
+        for key_id in needed:
+            key = cached.get(key_id, _MISSING)
+            if key is not _MISSING:
+                cached.move_to_end(key_id)
+                found[key_id] = key
+        missing = needed - found.keys()
+        if missing:
+            found.update(fetched := await self._fetch(missing))
+            cached.update(fetched)
+            for _ in range(len(cached) - KEY_CACHE):
+                cached.popitem(last=False)
+        return found
+
+    async def _fetch(self, missing: set[bytes]) -> dict[bytes, Key]:
+        rows = await (await self._connection()).fetch(queries("replay")["data_keys"], [k.decode() for k in missing])
+        unwrap = self._keyring.unwrap  # not Keyring's own cache: this one is the bound
+        found: dict[bytes, Key] = dict.fromkeys(missing, _UNKNOWN)
+        found.update((row["wanted"].encode(), unwrap(row["key_id"], row["wrapped_key"], row["kek_id"])
+                      if row["wrapped_key"] else None) for row in rows)  # b"": destroyed
+        return found
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None:
@@ -100,19 +127,34 @@ class _Keys:
         return self._conn
 
     async def close(self) -> None:
+        """Stop a request still running (the replay failed) and close the connection."""
+        if self._last is not None:
+            self._last.cancel()  # cancels the requests it waits for too
+            await asyncio.gather(self._last, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
 
 
-class _Lines:
-    """Turns COPY's rows into the replay's lines, BATCH bytes of rows at a time (the keys a batch
-    needs are asked for in one round trip). Rows in their final form are never split or copied
-    here: only the marked ones are cut out, converted and joined back between them."""
+class _Batch(NamedTuple):
+    """Rows taken from COPY, the marked ones found, and the request for the keys they name."""
 
-    def __init__(self, keyring: Keyring, keys: _Keys, write: Callable[[bytes], object]) -> None:
-        self.keys, self._keyring, self._write = keys, keyring, write
+    chunks: list[bytes]
+    marked: list[list[tuple[int, int, list[bytes]]]]
+    keys: asyncio.Task[dict[bytes, Key]]
+
+
+class _Lines:
+    """Turns COPY's rows into the replay's lines, BATCH bytes of rows at a time. The keys of a batch
+    are asked for in one round trip as soon as it is taken, and it is converted once the next one is
+    taken, so PostgreSQL finds those keys while this process converts the batch before. Rows in their
+    final form are never split or copied here: only the marked ones are cut out, converted and
+    joined back between them."""
+
+    def __init__(self, keys: _Keys, write: Callable[[bytes], object]) -> None:
+        self.keys, self._write = keys, write
         self._pending: list[bytes] = []
         self._size = 0
+        self._taken: _Batch | None = None  # its keys on their way
 
     async def take(self, chunk: bytes) -> None:
         """COPY's sink: whole rows, each ending in a newline."""
@@ -121,21 +163,32 @@ class _Lines:
         self._pending.append(chunk)
         self._size += len(chunk)
         if self._size >= BATCH:
-            await self.flush()
+            await self._next_batch()
 
     async def flush(self) -> None:
         """Convert and write the rows taken so far."""
-        if not self._pending:
-            return
+        if self._pending:
+            await self._next_batch()
+        if self._taken is not None:
+            await self._convert(self._taken)
+            self._taken = None
+
+    async def _next_batch(self) -> None:
         chunks, self._pending, self._size = self._pending, [], 0
-        marked = [(chunk, _marked_rows(chunk)) for chunk in chunks]
-        await self.keys.load({bytes(parts[_KEY_ID]) for _, rows in marked for _, _, parts in rows if parts[_KEY_ID]},
-                             self._keyring)
+        marked = [_marked_rows(chunk) for chunk in chunks]
+        keys = self.keys.request({bytes(parts[_KEY_ID]) for rows in marked for _, _, parts in rows if parts[_KEY_ID]})
+        previous, self._taken = self._taken, _Batch(chunks, marked, keys)
+        await asyncio.sleep(0)  # the request is sent before the conversion holds the loop
+        if previous is not None:
+            await self._convert(previous)
+
+    async def _convert(self, batch: _Batch) -> None:
+        keys = await batch.keys
         pieces: list[bytes | memoryview] = []
-        for chunk, rows in marked:
+        for chunk, rows in zip(batch.chunks, batch.marked, strict=True):
             view, done = memoryview(chunk), 0
             for start, end, (head, tail, event_type, version, event_id, key_id, ciphertext, payload) in rows:
-                data = self._data(event_type.decode(), int(version), payload, event_id, bytes(key_id), ciphertext)
+                data = _data(event_type.decode(), int(version), payload, event_id, key_id, ciphertext, keys)
                 pieces += (view[done:start], head, data, tail)
                 done = end  # the row's newline starts the next piece
             pieces.append(view[done:])
@@ -144,17 +197,18 @@ class _Lines:
         except OSError as error:
             raise _WriteFailed from error
 
-    def _data(self, event_type: str, version: int, payload: bytes, event_id: bytes, key_id: bytes,
-              ciphertext: bytes) -> bytes:
-        """The line's data: the payload as written before sealing, in today's shape."""
-        if key_id:
-            key = self.keys.cached[key_id]
-            if not (key is None or isinstance(key, AESGCM)):
-                raise unknown_key(bytes(event_id).decode(), key_id.decode())
-            payload = open_parts(event_type, payload, ciphertext, _uuid_bytes(event_id), _uuid_bytes(key_id), key)
-        if (event_type, version) in CURRENT_TYPES:
-            return payload
-        return _ENCODER.encode(decode_payload(event_type, version, payload))
+
+def _data(event_type: str, version: int, payload: bytes, event_id: bytes, key_id: bytes, ciphertext: bytes,
+          keys: dict[bytes, Key]) -> bytes:
+    """The line's data: the payload as written before sealing, in today's shape."""
+    if key_id:
+        key = keys[bytes(key_id)]
+        if not (key is None or isinstance(key, AESGCM)):
+            raise unknown_key(event_id.decode(), key_id.decode())
+        payload = open_parts(event_type, payload, ciphertext, _uuid_bytes(event_id), _uuid_bytes(key_id), key)
+    if (event_type, version) in CURRENT_TYPES:
+        return payload
+    return _ENCODER.encode(decode_payload(event_type, version, payload))
 
 
 def _marked_rows(chunk: bytes) -> list[tuple[int, int, list[bytes]]]:

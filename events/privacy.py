@@ -163,9 +163,14 @@ class Keyring:
     def data_key(self, key_id: uuid.UUID, wrapped: bytes, wrapped_by: str) -> AESGCM:
         """The unwrapped data key of a `patient_keys` row, cached."""
         slot = (key_id, wrapped)
-        aead = self._read.get(slot) or AESGCM(self.keks.unwrap(key_id, wrapped, wrapped_by))
+        aead = self._read.get(slot) or self.unwrap(key_id, wrapped, wrapped_by)
         self._remember(self._read, slot, aead)
         return aead
+
+    def unwrap(self, key_id: uuid.UUID, wrapped: bytes, wrapped_by: str) -> AESGCM:
+        """The unwrapped data key of a `patient_keys` row, not cached here: for a reader that keeps
+        its own bounded cache (the JSONL replay), so that it does not hold every key twice."""
+        return AESGCM(self.keks.unwrap(key_id, wrapped, wrapped_by))
 
     def seal(self, event: Event, event_id: uuid.UUID, key: DataKey) -> bytes:
         """The payload column of a new event, its personal fields encrypted with the patient's key."""
@@ -214,10 +219,16 @@ def unknown_key(event_id: object, key_id: object) -> Undecryptable:
 
 
 def _open(event_type: str, clear: dict[str, msgspec.Raw], ciphertext: bytes, aad: bytes, key: AESGCM | None) -> bytes:
+    fields = PERSONAL_FIELDS.get(event_type, ())
     if key is None:
-        clear.update(dict.fromkeys(PERSONAL_FIELDS.get(event_type, ()), _ERASED_JSON))
-    else:
-        clear.update(_MEMBERS.decode(_decrypt(ciphertext, aad, key)))
+        clear.update(dict.fromkeys(fields, _ERASED_JSON))
+        return _JSON.encode(clear)
+    personal = _decrypt(ciphertext, aad, key)
+    if clear and len(personal) > 2 and clear.keys().isdisjoint(fields):
+        # The members seal_fields encrypted, as _JSON encoded them (compact, each key once), go
+        # after the clear ones: the same bytes as decoding them into `clear` and encoding it all.
+        return _JSON.encode(clear)[:-1] + b"," + personal[1:]
+    clear.update(_MEMBERS.decode(personal))
     return _JSON.encode(clear)
 
 

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import datetime as dt
 import functools
+import gc
 import io
 import os
 import sys
@@ -121,6 +122,7 @@ _EVENT_HEADER = f"{'POSITION':>10}  {'RECORDED_AT':32}  {'TYPE':36}  {'VERSION':
 async def _write_events(out: IO[bytes], conn: asyncpg.Connection, connect: Connect, keyring: Keyring,
                         where: EventFilter, table: bool) -> None:
     if not table:
+        _fewer_collections()
         await replay_jsonl(conn, connect, where, keyring, out.write)
         return
     out.write(_EVENT_HEADER.encode())
@@ -128,6 +130,15 @@ async def _write_events(out: IO[bytes], conn: asyncpg.Connection, connect: Conne
     async with contextlib.aclosing(replay(conn, where, read=read)) as rows:
         async for row in rows:
             out.write(row)
+
+
+def _fewer_collections() -> None:
+    """The JSONL replay keeps a few small containers per row alive for two batches (two MiB of
+    rows): at the default threshold (700) the collector walked them again and again, 6.5 % of a
+    profile. Larger young generations, and start-up's objects set aside (frozen) so full collections
+    stay short: 3 % fewer instructions per event (callgrind); still bounded, cycles still collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _event_row(record: asyncpg.Record, *, keyring: Keyring) -> bytes:

@@ -53,11 +53,12 @@ FROM events AS e,
 ORDER BY e.position;
 
 -- name: data_keys
--- The data keys a replay's sealed rows name, as event_rows gives them: wrapped_key empty once
--- destroyed; a key `patient_keys` never had is absent.
-SELECT key_id, coalesce(wrapped_key, '\x'::bytea) AS wrapped_key, kek_id
-FROM patient_keys
-WHERE key_id = ANY ($1::uuid[]);
+-- The data keys a replay's sealed rows name ($1: their ids as the payloads spell them, returned as
+-- `wanted`), as event_rows gives them: wrapped_key empty once destroyed; a key `patient_keys` never
+-- had is absent.
+SELECT wanted.id AS wanted, key_id, coalesce(wrapped_key, '\x'::bytea) AS wrapped_key, kek_id
+FROM unnest($1::text[]) AS wanted (id)
+JOIN patient_keys ON key_id = wanted.id::uuid;
 
 -- name: consultation_history
 -- Every event that names the consultation: its stream's submission and decision, and the

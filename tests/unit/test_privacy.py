@@ -11,7 +11,7 @@ import uuid
 import msgspec
 import pytest
 
-from events.privacy import KeyEncryptionKeyError, KeyEncryptionKeys, Keyring, Undecryptable
+from events.privacy import KeyEncryptionKeyError, KeyEncryptionKeys, Keyring, Undecryptable, open_json
 from events.types import ERASED, Answer, ConsultDecided, ConsultSubmitted, PatientDetails
 from service.keyring import load_keks
 from service.settings import Settings, SettingsError
@@ -41,6 +41,17 @@ def test_personal_fields_are_ciphertext_and_the_rest_stays_clear(keyring):
     for secret in (b"Hopper", b"g@navy.mil", b"1906-12-09", b"Headache", b"Migraine"):
         assert secret not in stored
     assert keyring.open("consult.submitted", 2, stored, event_id, key.aead) == event
+
+
+def test_an_opened_payload_is_its_clear_members_then_the_personal_ones_as_one_encoding(keyring):
+    event, event_id = submitted(), uuid.uuid4()
+    key = keyring.new_key(1, event.patient_id)
+    stored = keyring.seal(event, event_id, key)
+    members = msgspec.json.decode(stored, type=dict[str, msgspec.Raw])
+    del members["sealed"]
+    written = msgspec.json.decode(msgspec.json.encode(event), type=dict[str, msgspec.Raw])
+    members.update((name, written[name]) for name in ("patient", "chief_complaint", "medical_history", "answers"))
+    assert open_json("consult.submitted", stored, event_id, key.aead) == msgspec.json.encode(members)
 
 
 def test_a_ciphertext_under_another_event_id_or_key_does_not_decrypt(keyring):
