@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 import dataclasses
 import functools
 import signal
@@ -22,8 +23,6 @@ import uvloop
 from arq import Worker, cron
 from arq.connections import RedisSettings, create_pool
 
-from projections.deliveries import Sender
-from projections.fanout import follow
 from projections.jobs import JobFailed, project_streams, sweep
 from projections.projector import Projector
 from projections.relay import Relay, listen
@@ -34,7 +33,8 @@ from service.loops import Healthy, Loop, LoopHealth, log_crash, supervise
 from service.probes import serve_probes
 from service.sealer import sealing_tasks
 from service.settings import Settings
-from service.webhooks import delivery_config, secret_box
+from service.webhook_thread import WebhookThread
+from service.webhooks import secret_box
 
 POLL_DELAY_S = 0.01  # arq polls a sorted set; this bounds the queueing part of projection lag
 MAX_JOBS = 16
@@ -62,16 +62,16 @@ class _ReportingWorker(Worker):
 
 
 class _AlsoWakes(asyncio.Event):
-    """The relay's wake-up that also sets another event: one LISTEN connection serves the relay and
-    the webhooks' fan-out, which would otherwise find new events only at its next poll."""
+    """The relay's wake-up that also calls another: one LISTEN connection serves the relay and the
+    webhooks' fan-out, which would otherwise find new events only at its next poll."""
 
-    def __init__(self, also: asyncio.Event) -> None:
+    def __init__(self, also: Callable[[], None]) -> None:
         super().__init__()
         self._also = also
 
     def set(self) -> None:
         super().set()
-        self._also.set()
+        self._also()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = True,
@@ -81,22 +81,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
     box = secret_box(settings)  # a missing or bad SECRETS_KEY stops the worker before it connects
     pool = await create_db_pool(settings, application_name="intake-worker", min_size=0)
     keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
-    appended = asyncio.Event()  # new events committed: wakes the webhooks' fan-out before its poll
-    wake = _AlsoWakes(appended)  # the listener's notifications, for whichever relay is running
+    # Outbound webhooks: a follower of the log and a sender, on a loop of their own (docs/WEBHOOKS.md),
+    # the follower woken by the listener's notifications (new events committed) before its poll.
+    webhooks = WebhookThread(settings, box, health)
+    wake = _AlsoWakes(webhooks.wake)  # the listener's notifications, for whichever relay is running
     loops: dict[str, Loop] = {"arq": functools.partial(_arq_forever, settings, Projector(pool, keyring), health)}
     if relay:
         loops["relay"] = functools.partial(_relay_forever, settings, pool, wake, stop)
         loops["listener"] = functools.partial(listen, settings.require_database_url(), wake, stop)
-    # Outbound webhooks: a follower of the log and a sender, woken by the follower (docs/WEBHOOKS.md).
-    fanned = asyncio.Event()
-    loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned, appended=appended)
-    loops["webhooks.sender"] = functools.partial(
-        Sender(pool, box, delivery_config(settings)).run, stop, fanned)
     # The sweep is an arq cron job, not a task of ours: _sweep records its outcomes; and with
     # several workers any one may go long without running it, so it has no stall bound.
     health.watch("sweep", stall_after_s=None)
     tasks = [asyncio.create_task(supervise(name, loop, stop, health)) for name, loop in loops.items()]
     tasks += sealing_tasks(settings, pool, stop, health)
+    webhooks.start()
     probes = await _open_probes(settings, health)
     try:
         await stop.wait()
@@ -106,6 +104,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = T
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await webhooks.stop()
         if probes is not None:
             probes.close()
         await pool.close()
