@@ -98,13 +98,17 @@ WITH candidates AS (
               d.committed_at, e.url, e.sealed_secret, e.previous_sealed,
               coalesce(e.previous_until > now(), false) AS previous_valid
 )
+-- LATERAL: index lookups per claimed delivery, whatever the planner guesses the claim returns (a
+-- plain join let it pick a hash join over the whole log).
 SELECT c.id, c.endpoint_id, c.event_id AS webhook_id, c.event_position, c.webhook_type, c.attempts,
        c.budget_from, c.committed_at, c.url, c.sealed_secret, c.previous_sealed, c.previous_valid,
        r.position, r.event_id, r.stream_id, r.stream_version, r.event_type, r.schema_version, r.business_id,
        r.payload::text AS payload, r.metadata::text AS metadata, r.recorded_at, r.key_id, r.wrapped_key, r.kek_id
 FROM claimed c
-LEFT JOIN events w ON w.position = c.event_position
-LEFT JOIN event_rows r ON r.stream_id = w.stream_id AND r.stream_version <= w.stream_version
+LEFT JOIN LATERAL (
+    SELECT r.* FROM events w JOIN event_rows r ON r.stream_id = w.stream_id AND r.stream_version <= w.stream_version
+    WHERE w.position = c.event_position
+) r ON true
 ORDER BY c.id, r.stream_version;
 
 -- name: record_attempts
