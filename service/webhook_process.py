@@ -26,6 +26,8 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 from service.loops import Healthy, LoopHealth
 from service.settings import Settings
 from service.webhook_child import main as child_main
@@ -34,6 +36,7 @@ STOP_TIMEOUT_S = 10.0
 # Spawned, not forked: the worker runs an event loop and threads (the pool's executor), which a fork
 # would copy mid-flight.
 _CONTEXT = multiprocessing.get_context("spawn")
+_log = structlog.get_logger("intake.worker")
 
 
 class WebhookProcessEnded(Exception):
@@ -53,6 +56,7 @@ class WebhookProcess:
                                    name="intake-webhooks", daemon=False)
         process.start()  # from the worker's main thread: PDEATHSIG follows the thread that started it
         writer.close()  # the child's end only: its exit is the reader's end of file
+        _log.info("webhooks.process_started", pid=process.pid)
         try:
             async for report in _reports(reader):
                 for name, state in report.items():
