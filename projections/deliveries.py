@@ -55,7 +55,7 @@ class DeliveryConfig:
     """How deliveries are made (service/settings.py: the WEBHOOK_* settings)."""
 
     timeout_s: float = 10.0
-    endpoint_concurrency: int = 4
+    endpoint_concurrency: int = 8
     max_in_flight: int = 64
     retry_base_s: float = 5.0
     max_attempts: int = 10
