@@ -1,8 +1,8 @@
 """The webhooks' process (started by service/webhook_process.py): fan-out and sender, on a loop of their own.
 
 Its loops are supervised here as they were in the worker (restarted with backoff whatever ends
-them) and their health is sent to the worker every REPORT_S. It stops on SIGTERM or SIGINT, and
-when the worker that started it is gone.
+them) and their health is sent to the worker every REPORT_S. It stops on SIGTERM (from the worker),
+and when the worker that started it is gone.
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ def main(settings: Settings, reports: multiprocessing.connection.Connection, par
     _die_with_parent(parent)
     configure_logging(settings.log_level, settings.log_format)
 
+    # A Ctrl-C reaches the whole process group: the worker stops, and stops us with SIGTERM, rather
+    # than finding us gone first and starting us again on its way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     async def run() -> None:
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await _serve(settings, reports, parent, stop)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -1,8 +1,8 @@
 """The worker's webhooks (fan-out and sender) in a process of their own, started and watched by the worker.
 
 Why: on the worker's event loop every round trip of a claim and every answer of a request waited
-behind whatever the 16 projector jobs and the relay had ready before it, and when the machine was
-saturated that wait was most of the commit→delivery tail (the claim stage, docs/PERFORMANCE.md). A
+behind whatever the 16 projector jobs and the relay had ready before it; on a saturated machine a
+process of its own shortened the claim stage's tail by ~40 % (docs/PERFORMANCE.md, session 6). A
 thread with a loop of its own was tried and was worse: it shares the projectors' GIL, and an I/O
 loop waiting up to a switch interval for it at each wake-up delivered less, not sooner. A process of
 its own mostly sleeps, so when a socket is ready the kernel runs it at once, beside the projectors.
