@@ -48,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=1_000_000, help="generated log for rebuild/replay (1,000,000)")
     parser.add_argument("--rounds", type=int, default=2, help="rebuild/replay rounds, each beside its baseline (2)")
     parser.add_argument("--http-rounds", type=int, default=3, help="interleaved rounds of naive,ceiling,real,peer (3)")
+    parser.add_argument("--webhook-rate", type=float, default=None,
+                        help="webhooks: offer this many submissions/s instead of 50 %% of the measured max ingest "
+                             "(a fixed load for A/B comparisons on a shared machine, where max ingest varies)")
     parser.add_argument("--only", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
     options = parser.parse_args(argv)
     if options.quick:
@@ -222,7 +225,8 @@ def run(options: argparse.Namespace, command: str) -> report.RunRecord:
             delivered = None
             if "webhooks" in options.only:
                 print("measuring webhook deliveries ...", flush=True)
-                delivered = webhooks.measure(postgres, wrk, options.duration, options.warmup, Path(workdir))
+                delivered = webhooks.measure(postgres, wrk, options.duration, options.warmup, Path(workdir),
+                                             rate=options.webhook_rate)
             chained = None
             if "chain" in options.only:  # bench/chaining.py: the hash chain's cost to submissions
                 chained = chaining.measure(postgres, wrk, max(options.workers), options.duration, options.warmup,

@@ -84,8 +84,10 @@ class _Receiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int, logs: Path) -> WebhookRecord:
-    """Both measurements, on one database; a failure is recorded, not fatal."""
+def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int, logs: Path,
+            rate: float | None = None) -> WebhookRecord:
+    """Both measurements, on one database; a failure is recorded, not fatal. `rate`: the submissions/s
+    offered for the delay (default: LOAD of the max ingest measured first)."""
     record = WebhookRecord()
     with EmbeddedRedis(logs / "webhooks-redis") as queue:
         url = database.create_database(postgres, "bench_webhooks")
@@ -93,7 +95,7 @@ def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int
             api_key = real_service.prepare(url)
             redis.Redis.from_url(queue.url()).flushall()
             env = {**real_service.service_env(url), "REDIS_URL": queue.url(), "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
-            _run_fast(_measure(record, url, api_key, env, wrk, duration_s, warmup_s, logs))
+            _run_fast(_measure(record, url, api_key, env, wrk, duration_s, warmup_s, logs, rate))
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             record.unavailable = str(error).strip().splitlines()[0]
         finally:
@@ -102,7 +104,7 @@ def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int
 
 
 async def _measure(record: WebhookRecord, url: str, api_key: str, env: dict[str, str], wrk: str,
-                   duration_s: int, warmup_s: int, logs: Path) -> None:
+                   duration_s: int, warmup_s: int, logs: Path, rate: float | None) -> None:
     receiver, port = _Receiver(), free_port()
     server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off", access_log=False))
@@ -115,7 +117,7 @@ async def _measure(record: WebhookRecord, url: str, api_key: str, env: dict[str,
             api_port = free_port()
             with running_server(real_service.serve_argv(api_port, API_WORKERS), port=api_port, env=env,
                                 log_path=logs / "webhook-serve.log"):
-                await _delay(record, receiver, url, api_key, api_port, duration_s, warmup_s)
+                await _delay(record, receiver, url, api_key, api_port, duration_s, warmup_s, rate)
     finally:
         server.should_exit = True
         await serving
@@ -151,9 +153,9 @@ async def _drain(record: WebhookRecord, receiver: _Receiver) -> None:
 
 
 async def _delay(record: WebhookRecord, receiver: _Receiver, url: str, api_key: str, port: int,
-                 duration_s: int, warmup_s: int) -> None:
+                 duration_s: int, warmup_s: int, rate: float | None) -> None:
     already = set(receiver.arrivals)
-    rate = max(1.0, record.max_ingest_rps * LOAD)
+    rate = rate or max(1.0, record.max_ingest_rps * LOAD)
     record.offered_rps = round(rate, 1)
     started = time.time()
     watcher = StageWatcher()
@@ -196,7 +198,8 @@ def text(record: WebhookRecord) -> str:
         return f"webhooks: unavailable ({record.unavailable})"
     return (f"webhooks: drain {record.drain_deliveries_per_s:,.1f} deliveries/s over a backlog of "
             f"{record.backlog:,} (max ingest {record.max_ingest_rps:,.1f} req/s, {WORKERS} workers); at "
-            f"{record.offered_rps:,.1f} req/s offered ({LOAD:.0%}, {record.achieved_rps:,.1f} achieved): "
+            f"{record.offered_rps:,.1f} req/s offered ({record.offered_rps / max(record.max_ingest_rps, 1e-9):.0%}, "
+            f"{record.achieved_rps:,.1f} achieved): "
             f"{record.delivered:,} delivered, commit→delivery "
             f"p50 {record.p50_ms:.1f} ms, p99 {record.p99_ms:.1f} ms, max {record.max_ms:.1f} ms "
             f"(target p99 ≤ 500 ms), {record.undelivered} undelivered"

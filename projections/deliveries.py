@@ -6,10 +6,8 @@ each read), so an endpoint that hangs holds only its own slots, for at most the 
 claim skips it while they are full: other endpoints' deliveries keep going. Redirects are not
 followed: the URL we checked is the only one we call.
 
-The HTTP client is aiohttp's, not httpx's: measured under the webhook benchmark, httpx spent
-about half the worker's CPU per delivery (its connection pool checks every pooled connection's
-socket before each request), which capped how many deliveries a worker could make a second
-(docs/PERFORMANCE.md, outbound webhooks).
+The HTTP client is aiohttp's, not httpx's: under the webhook benchmark httpx's pool (checking every
+pooled socket before each request) took about half a worker's CPU per delivery (docs/PERFORMANCE.md).
 
 A delivery is leased when claimed (its next attempt pushed past the timeout), so a worker killed
 mid-request leaves it to be retried when the lease runs out: at least once, with the same
@@ -57,7 +55,7 @@ class DeliveryConfig:
     """How deliveries are made (service/settings.py: the WEBHOOK_* settings)."""
 
     timeout_s: float = 10.0
-    endpoint_concurrency: int = 4
+    endpoint_concurrency: int = 8
     max_in_flight: int = 64
     retry_base_s: float = 5.0
     max_attempts: int = 10
@@ -98,6 +96,16 @@ class _Held:
 
 def _nobody() -> None:
     """The default `healthy` callback: nobody is watching."""
+
+
+def _deliveries(rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, list[StoredEvent]]]:
+    """A claim's rows (one per delivery and event of its stream, in delivery order) as (delivery, stream)."""
+    claimed: dict[int, tuple[asyncpg.Record, list[StoredEvent]]] = {}
+    for row in rows:
+        _, stream = claimed.setdefault(row["id"], (row, []))
+        if row["position"] is not None:  # None: the event was not found (its body fails; sent again later)
+            stream.append(decode_record(row, None))
+    return list(claimed.values())
 
 
 class Sender:
@@ -165,7 +173,7 @@ class Sender:
             await recorder  # its connection is the final record's
 
     async def _claim(self, conn: asyncpg.Connection) -> None:
-        """One claim (no endpoint beyond what it may hold), and the claimed events' streams in one more query."""
+        """One claim (no endpoint beyond what it may hold), with the claimed events' streams, in one statement."""
         free = PREFETCH * self._config.max_in_flight - sum(self._held.values())
         if free <= 0:
             return
@@ -176,16 +184,10 @@ class Sender:
             claimed = time.monotonic()  # no later than the lease's start in the database: on the safe side
             rows = await conn.fetch(self._sql["claim_due"], full, [e for e, _ in busy], [n for _, n in busy],
                                     hold, free, self._config.lease_s)
-            if not rows:
-                return
-            found = await conn.fetch(self._sql["events_with_streams"], list({r["event_position"] for r in rows}))
-        streams: dict[int, list[StoredEvent]] = {}
-        for record in found:
-            streams.setdefault(record["wanted"], []).append(decode_record(record, None))
-        for row in rows:
-            self._held[row["endpoint_id"]] += 1
-            self._waiting.setdefault(row["endpoint_id"], collections.deque()).append(
-                _Held(row, streams.get(row["event_position"], []), claimed))
+        for delivery, stream in _deliveries(rows):
+            self._held[delivery["endpoint_id"]] += 1
+            self._waiting.setdefault(delivery["endpoint_id"], collections.deque()).append(
+                _Held(delivery, stream, claimed))
 
     def _fill_slots(self, client: aiohttp.ClientSession) -> None:
         """A request task for each free slot of an endpoint with deliveries waiting (within the worker's total)."""
@@ -202,7 +204,6 @@ class Sender:
         self._in_flight[endpoint] += 1
         task = asyncio.create_task(self._slot(client, endpoint))
         self._tasks.add(task)
-
         def finished(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
             self._in_flight[endpoint] -= 1
@@ -231,7 +232,7 @@ class Sender:
     async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[StoredEvent]) -> None:
         body = webhook_bodies.body(stream[-1], stream, row["webhook_type"])
         attempted_at = dt.datetime.now(dt.UTC)
-        outcome = await self._post(client, row, str(row["event_id"]), body)
+        outcome = await self._post(client, row, str(row["webhook_id"]), body)
         self._finished.append((row, attempted_at, outcome))
 
     async def _post(self, client: aiohttp.ClientSession, endpoint: asyncpg.Record, webhook_id: str,

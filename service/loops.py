@@ -75,6 +75,12 @@ class LoopHealth:
         loop.last_error = type(error).__name__
         return loop.crashes_in_a_row
 
+    def mirror(self, name: str, reported: dict[str, Any]) -> None:
+        """The state of a loop supervised in another process, from its LoopHealth's `report()`."""
+        loop = self._loops.setdefault(name, LoopState(STALLED_AFTER_S, last_healthy=self._clock()))
+        loop.crashes_in_a_row, loop.last_error = reported["crashes_in_a_row"], reported["last_error"]
+        loop.last_healthy = self._clock() - reported["healthy_s_ago"]
+
     def ready(self) -> bool:
         """Whether no loop is failing."""
         now = self._clock()

@@ -104,7 +104,7 @@ class Settings:
     # spread 10 attempts over about a day), and the networks endpoints may be in although private,
     # loopback or link-local (CIDRs, comma-separated; empty: none).
     webhook_timeout_ms: int = 10_000
-    webhook_endpoint_concurrency: int = 4
+    webhook_endpoint_concurrency: int = 8  # 4 left a queue on a saturated machine (docs/PERFORMANCE.md)
     webhook_retry_base_ms: int = 5_000
     webhook_max_attempts: int = 10
     webhook_allowed_networks: str = ""
@@ -153,7 +153,7 @@ class Settings:
             secrets_key=env.get("SECRETS_KEY") or None,
             secrets_key_file=env.get("SECRETS_KEY_FILE") or None,
             webhook_timeout_ms=_int(env, "WEBHOOK_TIMEOUT_MS", 10_000),
-            webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 4),
+            webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 8),
             webhook_retry_base_ms=_int(env, "WEBHOOK_RETRY_BASE_MS", 5_000),
             webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 10),
             webhook_allowed_networks=env.get("WEBHOOK_ALLOWED_NETWORKS", ""),

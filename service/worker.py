@@ -1,4 +1,5 @@
-"""`intake worker`: arq projector workers, the outbox relay and the reconciliation sweep, in one process.
+"""`intake worker`: arq projector workers, the outbox relay and the reconciliation sweep, in one process,
+and the outbound webhooks in a child process it starts (service/webhook_process.py).
 
 Every long-running loop (the arq worker, the relay, its LISTEN connection) runs under
 service/loops.py's supervisor: whatever ends one, a Redis outage or a bug, it is logged and
@@ -22,8 +23,6 @@ import uvloop
 from arq import Worker, cron
 from arq.connections import RedisSettings, create_pool
 
-from projections.deliveries import Sender
-from projections.fanout import follow
 from projections.jobs import JobFailed, project_streams, sweep
 from projections.projector import Projector
 from projections.relay import Relay, listen
@@ -34,7 +33,8 @@ from service.loops import Healthy, Loop, LoopHealth, log_crash, supervise
 from service.probes import serve_probes
 from service.sealer import sealing_tasks
 from service.settings import Settings
-from service.webhooks import delivery_config, secret_box
+from service.webhook_process import WebhookProcess
+from service.webhooks import secret_box
 
 POLL_DELAY_S = 0.01  # arq polls a sorted set; this bounds the queueing part of projection lag
 MAX_JOBS = 16
@@ -61,37 +61,21 @@ class _ReportingWorker(Worker):
         self._healthy()
 
 
-class _AlsoWakes(asyncio.Event):
-    """The relay's wake-up that also sets another event: one LISTEN connection serves the relay and
-    the webhooks' fan-out, which would otherwise find new events only at its next poll."""
-
-    def __init__(self, also: asyncio.Event) -> None:
-        super().__init__()
-        self._also = also
-
-    def set(self) -> None:
-        super().set()
-        self._also.set()
-
-
 async def run_worker(settings: Settings, stop: asyncio.Event, *, relay: bool = True,
                      health: LoopHealth | None = None) -> None:
     """Run until `stop` is set, riding out Redis and PostgreSQL restarts and restarting any loop that fails."""
     health = health or LoopHealth()
-    box = secret_box(settings)  # a missing or bad SECRETS_KEY stops the worker before it connects
+    secret_box(settings)  # a missing or bad SECRETS_KEY stops the worker (and its webhooks) before it connects
     pool = await create_db_pool(settings, application_name="intake-worker", min_size=0)
     keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
-    appended = asyncio.Event()  # new events committed: wakes the webhooks' fan-out before its poll
-    wake = _AlsoWakes(appended)  # the listener's notifications, for whichever relay is running
+    wake = asyncio.Event()  # the listener's notifications, for whichever relay is running
     loops: dict[str, Loop] = {"arq": functools.partial(_arq_forever, settings, Projector(pool, keyring), health)}
     if relay:
         loops["relay"] = functools.partial(_relay_forever, settings, pool, wake, stop)
         loops["listener"] = functools.partial(listen, settings.require_database_url(), wake, stop)
-    # Outbound webhooks: a follower of the log and a sender, woken by the follower (docs/WEBHOOKS.md).
-    fanned = asyncio.Event()
-    loops["webhooks.fanout"] = functools.partial(follow, pool, stop, fanned, appended=appended)
-    loops["webhooks.sender"] = functools.partial(
-        Sender(pool, box, delivery_config(settings)).run, stop, fanned)
+    # Outbound webhooks: a follower of the log and a sender, in a process of their own that this
+    # loop starts, restarts and stops, and whose loops' health it mirrors (docs/WEBHOOKS.md).
+    loops["webhooks.process"] = WebhookProcess(settings, health).run
     # The sweep is an arq cron job, not a task of ours: _sweep records its outcomes; and with
     # several workers any one may go long without running it, so it has no stall bound.
     health.watch("sweep", stall_after_s=None)

@@ -67,6 +67,14 @@ SELECT (SELECT count(*) FROM cursor) AS locked, (SELECT count(*) FROM visible WH
 -- are skipped, and no endpoint gets more than its room ($2 ids, $3 held, $4 what a worker may hold
 -- of one endpoint): a slow endpoint's backlog never fills a claim that other endpoints' deliveries
 -- are waiting for.
+-- In the same statement, each claimed event's stream up to it (a body names the consultation's
+-- customer and product, which a decision or a partner report does not carry): one row per claimed
+-- delivery and event of its stream, in delivery id and stream order, the delivery's columns repeated.
+-- One round trip per claim, not two: under load each round trip waits its turn in the sender's
+-- event loop, and the second was most of the claim stage's tail (docs/PERFORMANCE.md). The events
+-- are visible to this statement's snapshot: a delivery row is made only for a committed event.
+-- The stream's `event_id` is the stream event's; the delivery's (its webhook-id) is `webhook_id`.
+-- Bodies carry no personal data, so sealed fields are read as erased, without the patients' keys.
 WITH candidates AS (
     SELECT d.id, d.endpoint_id, d.next_attempt_at
     FROM webhook_deliveries d
@@ -82,26 +90,26 @@ WITH candidates AS (
     SELECT r.id FROM ranked r
     LEFT JOIN unnest($2::uuid[], $3::int[]) AS busy (endpoint_id, in_flight) ON busy.endpoint_id = r.endpoint_id
     WHERE r.rank <= $4 - coalesce(busy.in_flight, 0)
+), claimed AS (
+    UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $6)
+    FROM picked, webhook_endpoints e
+    WHERE d.id = picked.id AND e.id = d.endpoint_id
+    RETURNING d.id, d.endpoint_id, d.event_id, d.event_position, d.webhook_type, d.attempts, d.budget_from,
+              d.committed_at, e.url, e.sealed_secret, e.previous_sealed,
+              coalesce(e.previous_until > now(), false) AS previous_valid
 )
-UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $6)
-FROM picked, webhook_endpoints e
-WHERE d.id = picked.id AND e.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.event_position, d.webhook_type, d.attempts, d.budget_from,
-          d.committed_at, e.url, e.sealed_secret, e.previous_sealed,
-          coalesce(e.previous_until > now(), false) AS previous_valid;
-
--- name: events_with_streams
--- For each claimed event ($1 positions), the event and its stream up to it (a body names the
--- consultation's customer and product, which a decision or a partner report does not carry), for a
--- whole claim in one round trip; `wanted` says which event a row belongs to. Bodies carry no
--- personal data, so sealed fields are read as erased, without the patients' keys.
-SELECT w.wanted, r.position, r.event_id, r.stream_id, r.stream_version, r.event_type, r.schema_version,
-       r.business_id, r.payload::text AS payload, r.metadata::text AS metadata, r.recorded_at, r.key_id,
-       r.wrapped_key, r.kek_id
-FROM unnest($1::bigint[]) AS w (wanted)
-JOIN events e ON e.position = w.wanted
-JOIN event_rows r ON r.stream_id = e.stream_id AND r.stream_version <= e.stream_version
-ORDER BY w.wanted, r.stream_version;
+-- LATERAL: index lookups per claimed delivery, whatever the planner guesses the claim returns (a
+-- plain join let it pick a hash join over the whole log).
+SELECT c.id, c.endpoint_id, c.event_id AS webhook_id, c.event_position, c.webhook_type, c.attempts,
+       c.budget_from, c.committed_at, c.url, c.sealed_secret, c.previous_sealed, c.previous_valid,
+       r.position, r.event_id, r.stream_id, r.stream_version, r.event_type, r.schema_version, r.business_id,
+       r.payload::text AS payload, r.metadata::text AS metadata, r.recorded_at, r.key_id, r.wrapped_key, r.kek_id
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT r.* FROM events w JOIN event_rows r ON r.stream_id = w.stream_id AND r.stream_version <= w.stream_version
+    WHERE w.position = c.event_position
+) r ON true
+ORDER BY c.id, r.stream_version;
 
 -- name: record_attempts
 -- The finished attempts of a batch (one array element each), in one statement. Each delivery is

@@ -4,6 +4,8 @@ Redis plays no part in deliveries)."""
 
 from __future__ import annotations
 
+import json
+
 import redis.asyncio
 
 from service import webhooks
@@ -32,7 +34,10 @@ async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis
         try:
             sent = [await submit(client, tenant, customer_id=f"cus_{i}") for i in range(EVENTS // 2)]
             await eventually(lambda: len(receiver.received) >= 5, 60, "the first deliveries")
+            sender = _webhooks_process(worker)
             worker.kill()
+            # Its webhooks' process dies with it (it must not go on sending beside the next one's).
+            await eventually(lambda: not _alive(sender), 10, "the webhooks' process gone with its worker")
             wipe = redis.asyncio.Redis.from_url(own_redis.url())
             await wipe.flushall()
             await wipe.aclose()
@@ -50,3 +55,20 @@ async def test_every_event_is_delivered_after_a_kill_9_of_the_worker_and_a_redis
     assert {r.webhook_id for r in receiver.received} == expected  # nothing lost, nothing foreign
     assert worker.kills == 1 and worker.starts == 2
     assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == EVENTS
+
+
+def _webhooks_process(worker: WorkerProcess) -> int:
+    """The pid of the webhooks' process the running worker started (its log says)."""
+    started = [json.loads(line) for line in worker.log_tail(10**6).splitlines()
+               if '"webhooks.process_started"' in line]
+    assert started, worker.log_tail()
+    return int(started[-1]["pid"])
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

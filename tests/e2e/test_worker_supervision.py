@@ -128,7 +128,8 @@ async def test_readiness_names_a_loop_that_keeps_failing_and_recovers_when_it_st
         assert failing["loops"]["relay"]["last_error"] == "RaiseError"
         assert failing["loops"]["relay"]["crashes_in_a_row"] >= 3
         assert {name: loop["state"] for name, loop in failing["loops"].items() if name != "relay"} == {
-            "arq": "ok", "listener": "ok", "sweep": "ok", "webhooks.fanout": "ok", "webhooks.sender": "ok"}
+            "arq": "ok", "listener": "ok", "sweep": "ok", "webhooks.process": "ok", "webhooks.listener": "ok",
+            "webhooks.fanout": "ok", "webhooks.sender": "ok"}
         assert await db.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
         stop.set()

@@ -12,6 +12,7 @@ import httpx
 
 from projections import signatures
 from service import webhooks
+from service.webhooks import delivery_config
 from tests.support.consults import decide, submit
 from tests.support.payloads import decision
 from tests.support.reads import api
@@ -95,6 +96,7 @@ async def _dead(db: asyncpg.Connection) -> bool:
 
 async def test_an_endpoint_that_hangs_does_not_delay_another_business_s_endpoint(settings, tenant, other_tenant, db):
     fast = compressed(settings, webhook_timeout_ms=5000)
+    slots = delivery_config(fast).endpoint_concurrency
     receiver = Receiver(lambda path, nth: None if path == "/hangs" else 200)
     async with receiving(receiver), api(fast) as client:
         await webhooks.add_endpoint(db, fast, await business_id(db, "acme"), receiver.url + "/hangs",
@@ -102,11 +104,11 @@ async def test_an_endpoint_that_hangs_does_not_delay_another_business_s_endpoint
         await webhooks.add_endpoint(db, fast, await business_id(db, "globex"), receiver.url + "/fine",
                                     ["consult.submitted"])
         async with delivering(fast):
-            for i in range(12):  # three times the per-endpoint concurrency, all hanging
+            for i in range(3 * slots):  # three times the per-endpoint concurrency, all hanging
                 await submit(client, tenant, customer_id=f"cus_{i}")
-            await eventually(lambda: len(receiver.to("/hangs")) >= 4, 20, "the hanging endpoint to be called")
+            await eventually(lambda: len(receiver.to("/hangs")) >= slots, 20, "the hanging endpoint to be called")
             committed = time.time()
             await submit(client, other_tenant, customer_id="cus_other")
             [fine] = await eventually(lambda: receiver.to("/fine"), 20, "the other business's delivery")
     assert fine.at - committed < 2.0  # well inside the 5 s that each hanging request holds its slot
-    assert len(receiver.to("/hangs")) == 4  # only its own slots were held
+    assert len(receiver.to("/hangs")) == slots  # only its own slots were held

@@ -20,7 +20,7 @@ from tests.support.receiver import Receiver, receiving
 from tests.support.supervision import eventually
 from tests.support.webhooks import business_id, compressed, delivering
 
-CONCURRENCY = 4  # the default WEBHOOK_ENDPOINT_CONCURRENCY
+CONCURRENCY = 8  # the default WEBHOOK_ENDPOINT_CONCURRENCY
 
 
 class _Overlap:
@@ -71,15 +71,15 @@ async def _all_recorded(db: asyncpg.Connection, count: int) -> dict[str, list[in
 async def test_a_delivery_held_too_long_behind_a_hanging_endpoint_is_sent_only_after_its_lease(settings, tenant, db):
     # A 300 ms request timeout: a delivery may wait 300 ms for a slot, and is leased for 2 × 0.3 + 5 s.
     fast = compressed(settings, webhook_timeout_ms=300)
-    receiver = Receiver(lambda path, nth: None if nth <= CONCURRENCY else 200)  # the first four hang
+    receiver = Receiver(lambda path, nth: None if nth <= CONCURRENCY else 200)  # the first CONCURRENCY hang
     async with receiving(receiver), api(fast) as client:
         await webhooks.add_endpoint(db, fast, await business_id(db, "acme"), receiver.url + "/slow",
                                     ["consult.submitted"])
         sent = [(await submit(client, tenant, customer_id=f"cus_{i}"))["event_id"] for i in range(2 * CONCURRENCY)]
-        async with delivering(fast):  # one claim holds all eight; four wait behind the hanging four
+        async with delivering(fast):  # one claim holds them all; half wait behind the hanging half
             recorded = await eventually(lambda: _all_recorded(db, len(sent)), 30, "every delivery")
     hung = [r.webhook_id for r in receiver.to("/slow")[:CONCURRENCY]]
-    # The four that hung timed out and were retried; the four behind them, held past 300 ms, were
+    # Those that hung timed out and were retried; those behind them, held past 300 ms, were
     # let go unsent and sent once, when their lease had run out: never two requests for one at once.
     assert {event_id: codes for event_id, codes in recorded.items() if event_id in hung} == \
         {event_id: [None, 200] for event_id in hung}

@@ -4,7 +4,7 @@ and crash logs that carry an error's type and frames but never its message."""
 from __future__ import annotations
 
 from events.redaction import redacted_traceback
-from service.loops import FAILING_AFTER, RESTART_MAX_S, RESTART_MIN_S, LoopHealth, restart_delay
+from service.loops import FAILING_AFTER, RESTART_MAX_S, RESTART_MIN_S, STALLED_AFTER_S, LoopHealth, restart_delay
 
 PATIENT = ("ada@example.com", "Lovelace")  # only ever passed as values, so no source line quotes them
 
@@ -45,6 +45,25 @@ def test_a_loop_with_a_stall_bound_is_failing_once_it_has_gone_that_long_without
     assert health.report()["listener"]["state"] == "failing" and health.report()["sweep"]["state"] == "ok"
     healthy()
     assert health.ready()
+
+
+def test_a_loop_mirrored_from_another_process_reads_as_that_process_reported_it_and_stalls_when_reports_stop():
+    clock, child_clock = Clock(), Clock()
+    child = LoopHealth(child_clock)
+    child.watch("webhooks.sender")
+    for _ in range(FAILING_AFTER):
+        child.crashed("webhooks.sender", KeyError("x"))
+    child_clock.now = 2.5
+    health = LoopHealth(clock)
+    clock.now = 100
+    health.mirror("webhooks.sender", child.report()["webhooks.sender"])
+    assert not health.ready()
+    assert health.report()["webhooks.sender"] == child.report()["webhooks.sender"]
+    child.healthy("webhooks.sender")
+    health.mirror("webhooks.sender", child.report()["webhooks.sender"])
+    assert health.ready() and health.report()["webhooks.sender"]["healthy_s_ago"] == 0
+    clock.now = 100 + STALLED_AFTER_S + 1  # no report since: the process is stuck or gone
+    assert health.report()["webhooks.sender"]["state"] == "failing"
 
 
 def test_a_crash_log_names_the_types_and_frames_of_the_error_and_its_cause_but_not_their_messages():
