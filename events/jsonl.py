@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
@@ -149,8 +148,8 @@ class _Lines:
     """Turns COPY's rows into the replay's lines, BATCH bytes of rows at a time. The keys of a batch
     are asked for in one round trip as soon as it is taken, and it is converted once the next one is
     taken, so PostgreSQL finds those keys while this process converts the batch before. Rows in their
-    final form are never split or copied here: only the marked ones are cut out, converted and
-    joined back between them."""
+    final form are never split here (each chunk is copied once, from the driver's bytearray into
+    bytes): only the marked ones are cut out, converted and joined back between them."""
 
     def __init__(self, keys: _Keys, write: Callable[[bytes], object]) -> None:
         self.keys, self._write = keys, write
@@ -190,11 +189,11 @@ class _Lines:
         pieces: list[bytes | memoryview] = []
         for chunk, rows in zip(batch.chunks, batch.marked, strict=True):
             view, done = memoryview(chunk), 0
-            for start, end, (head, tail, event_type, version, ids, key_id, nonce, ciphertext, data) in rows:
+            for start, end, (head, tail, event_type, version, event_id, key_id, ciphertext, data) in rows:
                 if key_id:
                     if (key := keys[key_id]) is _UNKNOWN:
-                        raise unknown_key(uuid.UUID(ids[:32].decode()), key_id.decode())
-                    data = open_parts(_FIELDS.get(event_type, ()), data, nonce, ciphertext, ids, key)
+                        raise unknown_key(event_id.decode(), key_id.decode())
+                    data = open_parts(_FIELDS.get(event_type, ()), data, ciphertext, event_id, key_id, key)
                 if (event_type, version) not in _CURRENT_PARTS:  # an older shape: through the upcasters
                     data = _ENCODER.encode(decode_payload(event_type.decode(), int(version), data))
                 pieces += (view[done:start], head, data, tail)
@@ -212,6 +211,6 @@ def _marked_rows(chunk: bytes) -> list[tuple[int, int, list[bytes]]]:
     start = chunk.find(_MARK)  # only ever the first byte of a row
     while start >= 0:
         end = chunk.index(b"\n", start)
-        rows.append((start, end, chunk[start + 1:end].split(_PARTS, 8)))
+        rows.append((start, end, chunk[start + 1:end].split(_PARTS, 7)))
         start = chunk.find(_MARK, end)
     return rows

@@ -69,6 +69,7 @@ class Envelope(msgspec.Struct, frozen=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
+_BASE64 = msgspec.json.Decoder(bytes)
 
 
 class KeyEncryptionKeys:
@@ -205,13 +206,14 @@ def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: A
     return _open(event_type, clear, envelope.ciphertext, _aad(event_id, envelope.key_id), key)
 
 
-def open_parts(fields: Sequence[str], clear: bytes, nonce: bytes, ciphertext: bytes, ids: bytes,
+def open_parts(fields: Sequence[str], clear: bytes, ciphertext: bytes, event_id: bytes, key_id: bytes,
                key: AESGCM | None) -> bytes:
     """open_json of a payload already taken apart (as PostgreSQL can): its members but `sealed` as a
-    JSON object, the envelope's nonce and the rest of its ciphertext in hex, and the event's and the
-    key's ids (their 16 bytes each, in hex); `fields`: the personal fields of the event's type."""
-    return _opened(_MEMBERS.decode(clear), unhexlify(nonce), unhexlify(ciphertext), _AAD + unhexlify(ids), key,
-                   fields)
+    JSON object, the envelope's ciphertext as its JSON text (a base64 string), and the event's and the
+    key's ids as their text; `fields`: the personal fields of the event's type."""
+    sealed = _BASE64.decode(ciphertext)
+    aad = _AAD + unhexlify(event_id.replace(b"-", b"")) + unhexlify(key_id.replace(b"-", b""))
+    return _opened(_MEMBERS.decode(clear), sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad, key, fields)
 
 
 def unknown_key(event_id: object, key_id: object) -> Undecryptable:

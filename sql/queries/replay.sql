@@ -24,11 +24,9 @@ ORDER BY position;
 -- text value per event. A payload in today's shape with nothing sealed comes as the whole JSON line,
 -- written as PostgreSQL sends it. Any other row (sealed personal fields, or an older shape for the
 -- upcasters) comes as U+001E and its parts, separated by U+001F (no JSON text holds either raw): the
--- line's head (up to `"data":`) and tail, type, version; when sealed, the ciphertext's associated
--- ids (the event id's and the key id's 16 bytes, in hex), the envelope's key id as it spells it,
--- and the ciphertext's nonce and the rest, in hex (decoded from base64 here: hex costs the reader
--- least to turn into bytes, and needs no slicing there); and last the payload, without its envelope
--- when sealed (the longest part: the reader stops splitting before it). The keys themselves are read apart, once per key,
+-- line's head (up to `"data":`) and tail, type, version, event id; when sealed, the envelope's key
+-- id and ciphertext (its JSON text); and last the payload, without its envelope when sealed (the longest
+-- part: the reader stops splitting before it). The keys themselves are read apart, once per key,
 -- in this statement's snapshot (data_keys): joining `patient_keys` here, as event_rows does, costs
 -- more than the rest of the row. Values are formatted as msgspec encodes them (ints, lowercase
 -- uuids, JSON-escaped strings, a UTC time with "Z" and microseconds unless zero), as
@@ -37,17 +35,14 @@ SELECT CASE WHEN NOT e.payload ? 'sealed' AND e.event_type || '.v' || e.schema_v
             THEN line.head || e.payload::text || line.tail
             WHEN sealed.key_id IS NULL
             THEN E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
-                 || E'\x1f\x1f\x1f\x1f\x1f' || e.payload::text
+                 || E'\x1f' || e.event_id || E'\x1f\x1f\x1f' || e.payload::text
             ELSE E'\x1e' || line.head || E'\x1f' || line.tail || E'\x1f' || e.event_type || E'\x1f' || e.schema_version
-                 || E'\x1f' || encode(uuid_send(e.event_id) || uuid_send(sealed.key_id::uuid), 'hex')
-                 || E'\x1f' || sealed.key_id
-                 || E'\x1f' || encode(substr(sealed.ciphertext, 1, 12), 'hex')
-                 || E'\x1f' || encode(substr(sealed.ciphertext, 13), 'hex')
+                 || E'\x1f' || e.event_id || E'\x1f' || sealed.key_id
+                 || E'\x1f' || coalesce(e.payload #> '{sealed,ciphertext}', 'null')::text
                  || E'\x1f' || (e.payload - 'sealed')::text
        END
 FROM events AS e,
-     LATERAL (SELECT e.payload #>> '{sealed,key_id}' AS key_id,
-                     coalesce(decode(e.payload #>> '{sealed,ciphertext}', 'base64'), '\x') AS ciphertext) AS sealed,
+     LATERAL (SELECT e.payload #>> '{sealed,key_id}' AS key_id) AS sealed,
      LATERAL (SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at) AS t,
      LATERAL (SELECT '{"position":' || e.position || ',"event_id":"' || e.event_id || '","stream_id":'
                      || to_json(e.stream_id) || ',"stream_version":' || e.stream_version || ',"type":'
