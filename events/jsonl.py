@@ -148,8 +148,8 @@ class _Lines:
     """Turns COPY's rows into the replay's lines, BATCH bytes of rows at a time. The keys of a batch
     are asked for in one round trip as soon as it is taken, and it is converted once the next one is
     taken, so PostgreSQL finds those keys while this process converts the batch before. Rows in their
-    final form are never split here (each chunk is copied once, from the driver's bytearray into
-    bytes): only the marked ones are cut out, converted and joined back between them."""
+    final form are never split or copied here: only the marked ones are cut out, converted and
+    joined back between them."""
 
     def __init__(self, keys: _Keys, write: Callable[[bytes], object]) -> None:
         self.keys, self._write = keys, write
@@ -159,7 +159,6 @@ class _Lines:
 
     async def take(self, chunk: bytes | bytearray) -> None:
         """COPY's sink: whole rows, each ending in a newline."""
-        chunk = bytes(chunk)  # the driver's is a bytearray; the parts of its rows are looked up by value
         if b"\\" in chunk:
             chunk = chunk.replace(b"\\\\", b"\\")
         self._pending.append(chunk)
@@ -205,12 +204,14 @@ class _Lines:
             raise _WriteFailed from error
 
 
-def _marked_rows(chunk: bytes) -> list[tuple[int, int, list[bytes]]]:
-    """The rows of a chunk that start with the mark: where each starts and ends (its newline), and its parts."""
-    rows = []
+def _marked_rows(chunk: bytes | bytearray) -> list[tuple[int, int, list[bytes]]]:
+    """The rows of a chunk that start with the mark: where each starts and ends (its newline), and its
+    parts, as bytes (the driver's chunk is a bytearray: parts are looked up by value, and one copy of
+    the row costs less than copying the whole chunk)."""
+    rows, view = [], memoryview(chunk)
     start = chunk.find(_MARK)  # only ever the first byte of a row
     while start >= 0:
         end = chunk.index(b"\n", start)
-        rows.append((start, end, chunk[start + 1:end].split(_PARTS, 7)))
+        rows.append((start, end, bytes(view[start + 1:end]).split(_PARTS, 7)))
         start = chunk.find(_MARK, end)
     return rows
