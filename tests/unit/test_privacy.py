@@ -11,8 +11,15 @@ import uuid
 import msgspec
 import pytest
 
-from events.privacy import (PERSONAL_FIELDS, KeyEncryptionKeyError, KeyEncryptionKeys, Keyring, Undecryptable,
-                            open_json, open_parts)
+from events.privacy import (
+    PERSONAL_FIELDS,
+    KeyEncryptionKeyError,
+    KeyEncryptionKeys,
+    Keyring,
+    Undecryptable,
+    open_json,
+    open_parts,
+)
 from events.types import ERASED, Answer, ConsultDecided, ConsultSubmitted, PatientDetails
 from service.keyring import load_keks
 from service.settings import Settings, SettingsError
