@@ -20,7 +20,6 @@ batch is converted only once the next one has been taken and its keys asked for,
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
 import re
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.codec import CURRENT_TYPES, decode_payload
 from events.errors import translating_driver_errors
-from events.privacy import Keyring, open_parts, unknown_key
+from events.privacy import PERSONAL_FIELDS, Keyring, open_parts, unknown_key
 from events.replay import EventFilter, filtered
 from events.sqlfiles import queries
 
@@ -42,6 +41,8 @@ _CURRENT_TAGS = sorted(f"{name}.v{version}" for name, version in CURRENT_TYPES)
 _MARK, _PARTS = b"\x1e", b"\x1f"  # a row to convert; between its parts
 _ENCODER = msgspec.json.Encoder()
 _KEY_ID = 5  # index of the key id among a row's parts
+_CURRENT_PARTS = frozenset((name.encode(), str(version).encode()) for name, version in CURRENT_TYPES)
+_FIELDS = {name.encode(): fields for name, fields in PERSONAL_FIELDS.items()}  # by the type as a row spells it
 _UNKNOWN = object()  # a key `patient_keys` never had
 _MISSING = object()  # not cached
 Key = AESGCM | object | None  # None: destroyed (reads ERASED); _UNKNOWN
@@ -156,7 +157,7 @@ class _Lines:
         self._size = 0
         self._taken: _Batch | None = None  # its keys on their way
 
-    async def take(self, chunk: bytes) -> None:
+    async def take(self, chunk: bytes | bytearray) -> None:
         """COPY's sink: whole rows, each ending in a newline."""
         if b"\\" in chunk:
             chunk = chunk.replace(b"\\\\", b"\\")
@@ -176,7 +177,7 @@ class _Lines:
     async def _next_batch(self) -> None:
         chunks, self._pending, self._size = self._pending, [], 0
         marked = [_marked_rows(chunk) for chunk in chunks]
-        keys = self.keys.request({bytes(parts[_KEY_ID]) for rows in marked for _, _, parts in rows if parts[_KEY_ID]})
+        keys = self.keys.request({parts[_KEY_ID] for rows in marked for _, _, parts in rows if parts[_KEY_ID]})
         previous, self._taken = self._taken, _Batch(chunks, marked, keys)
         await asyncio.sleep(0)  # the request is sent before the conversion holds the loop
         if previous is not None:
@@ -187,8 +188,13 @@ class _Lines:
         pieces: list[bytes | memoryview] = []
         for chunk, rows in zip(batch.chunks, batch.marked, strict=True):
             view, done = memoryview(chunk), 0
-            for start, end, (head, tail, event_type, version, event_id, key_id, ciphertext, payload) in rows:
-                data = _data(event_type.decode(), int(version), payload, event_id, key_id, ciphertext, keys)
+            for start, end, (head, tail, event_type, version, event_id, key_id, ciphertext, data) in rows:
+                if key_id:
+                    if (key := keys[key_id]) is _UNKNOWN:
+                        raise unknown_key(event_id.decode(), key_id.decode())
+                    data = open_parts(_FIELDS.get(event_type, ()), data, ciphertext, event_id, key_id, key)
+                if (event_type, version) not in _CURRENT_PARTS:  # an older shape: through the upcasters
+                    data = _ENCODER.encode(decode_payload(event_type.decode(), int(version), data))
                 pieces += (view[done:start], head, data, tail)
                 done = end  # the row's newline starts the next piece
             pieces.append(view[done:])
@@ -198,29 +204,14 @@ class _Lines:
             raise _WriteFailed from error
 
 
-def _data(event_type: str, version: int, payload: bytes, event_id: bytes, key_id: bytes, ciphertext: bytes,
-          keys: dict[bytes, Key]) -> bytes:
-    """The line's data: the payload as written before sealing, in today's shape."""
-    if key_id:
-        key = keys[bytes(key_id)]
-        if not (key is None or isinstance(key, AESGCM)):
-            raise unknown_key(event_id.decode(), key_id.decode())
-        payload = open_parts(event_type, payload, ciphertext, _uuid_bytes(event_id), _uuid_bytes(key_id), key)
-    if (event_type, version) in CURRENT_TYPES:
-        return payload
-    return _ENCODER.encode(decode_payload(event_type, version, payload))
-
-
-def _marked_rows(chunk: bytes) -> list[tuple[int, int, list[bytes]]]:
-    """The rows of a chunk that start with the mark: where each starts and ends (its newline), and its parts."""
-    rows = []
+def _marked_rows(chunk: bytes | bytearray) -> list[tuple[int, int, list[bytes]]]:
+    """The rows of a chunk that start with the mark: where each starts and ends (its newline), and its
+    parts, as bytes (the driver's chunk is a bytearray: parts are looked up by value, and one copy of
+    the row costs less than copying the whole chunk)."""
+    rows, view = [], memoryview(chunk)
     start = chunk.find(_MARK)  # only ever the first byte of a row
     while start >= 0:
         end = chunk.index(b"\n", start)
-        rows.append((start, end, chunk[start + 1:end].split(_PARTS, 7)))
+        rows.append((start, end, bytes(view[start + 1:end]).split(_PARTS, 7)))
         start = chunk.find(_MARK, end)
     return rows
-
-
-def _uuid_bytes(text: bytes) -> bytes:
-    return binascii.unhexlify(text.replace(b"-", b""))

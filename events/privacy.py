@@ -26,6 +26,7 @@ import collections
 import hashlib
 import os
 import uuid
+from binascii import unhexlify
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,12 +206,14 @@ def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: A
     return _open(event_type, clear, envelope.ciphertext, _aad(event_id, envelope.key_id), key)
 
 
-def open_parts(event_type: str, clear: bytes, ciphertext: bytes, event_id: bytes, key_id: bytes,
+def open_parts(fields: Sequence[str], clear: bytes, ciphertext: bytes, event_id: bytes, key_id: bytes,
                key: AESGCM | None) -> bytes:
-    """open_json of a payload already taken apart (as PostgreSQL can): its members but `sealed`
-    as a JSON object, the envelope's ciphertext as its JSON text (a base64 string), and the event's
-    and the key's ids as their 16 bytes."""
-    return _open(event_type, _MEMBERS.decode(clear), _BASE64.decode(ciphertext), _AAD + event_id + key_id, key)
+    """open_json of a payload already taken apart (as PostgreSQL can): its members but `sealed` as a
+    JSON object, the envelope's ciphertext as its JSON text (a base64 string), and the event's and the
+    key's ids as their text; `fields`: the personal fields of the event's type."""
+    sealed = _BASE64.decode(ciphertext)
+    aad = _AAD + unhexlify(event_id.replace(b"-", b"")) + unhexlify(key_id.replace(b"-", b""))
+    return _opened(_MEMBERS.decode(clear), sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad, key, fields)
 
 
 def unknown_key(event_id: object, key_id: object) -> Undecryptable:
@@ -219,11 +222,20 @@ def unknown_key(event_id: object, key_id: object) -> Undecryptable:
 
 
 def _open(event_type: str, clear: dict[str, msgspec.Raw], ciphertext: bytes, aad: bytes, key: AESGCM | None) -> bytes:
-    fields = PERSONAL_FIELDS.get(event_type, ())
+    return _opened(clear, ciphertext[:_NONCE_BYTES], ciphertext[_NONCE_BYTES:], aad, key,
+                   PERSONAL_FIELDS.get(event_type, ()))
+
+
+def _opened(clear: dict[str, msgspec.Raw], nonce: bytes, ciphertext: bytes, aad: bytes, key: AESGCM | None,
+            fields: Sequence[str]) -> bytes:
     if key is None:
         clear.update(dict.fromkeys(fields, _ERASED_JSON))
         return _JSON.encode(clear)
-    personal = _decrypt(ciphertext, aad, key)
+    try:
+        personal = key.decrypt(nonce, ciphertext, aad)
+    except (InvalidTag, ValueError):  # ValueError: a nonce of the wrong length
+        event_id = uuid.UUID(bytes=aad[len(_AAD):len(_AAD) + 16])
+        raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
     if clear and len(personal) > 2 and clear.keys().isdisjoint(fields):
         # The members seal_fields encrypted, as _JSON encoded them (compact, each key once), go
         # after the clear ones: the same bytes as decoding them into `clear` and encoding it all.
@@ -245,14 +257,6 @@ def seal_fields(clear: dict[str, Any], fields: Sequence[str], event_id: uuid.UUI
     ciphertext = nonce + key.aead.encrypt(nonce, _JSON.encode(personal), _aad(event_id, key.key_id))
     clear["sealed"] = Envelope(key.key_id, ciphertext)
     return clear
-
-
-def _decrypt(ciphertext: bytes, aad: bytes, key: AESGCM) -> bytes:
-    try:
-        return key.decrypt(ciphertext[:_NONCE_BYTES], ciphertext[_NONCE_BYTES:], aad)
-    except InvalidTag:
-        event_id = uuid.UUID(bytes=aad[len(_AAD):len(_AAD) + 16])
-        raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
 
 
 def _aad(event_id: uuid.UUID, key_id: uuid.UUID) -> bytes:

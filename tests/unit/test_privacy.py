@@ -11,7 +11,15 @@ import uuid
 import msgspec
 import pytest
 
-from events.privacy import KeyEncryptionKeyError, KeyEncryptionKeys, Keyring, Undecryptable, open_json
+from events.privacy import (
+    PERSONAL_FIELDS,
+    KeyEncryptionKeyError,
+    KeyEncryptionKeys,
+    Keyring,
+    Undecryptable,
+    open_json,
+    open_parts,
+)
 from events.types import ERASED, Answer, ConsultDecided, ConsultSubmitted, PatientDetails
 from service.keyring import load_keks
 from service.settings import Settings, SettingsError
@@ -62,6 +70,25 @@ def test_a_ciphertext_under_another_event_id_or_key_does_not_decrypt(keyring):
         keyring.open("consult.submitted", 2, stored, uuid.uuid4(), key.aead)  # moved to another event
     with pytest.raises(Undecryptable):
         keyring.open("consult.submitted", 2, stored, event_id, keyring.new_key(1, event.patient_id).aead)
+
+
+def test_a_payload_taken_apart_as_the_jsonl_replay_reads_it_opens_to_the_same_bytes(keyring):
+    event, event_id = submitted(), uuid.uuid4()
+    key = keyring.new_key(1, event.patient_id)
+    stored = keyring.seal(event, event_id, key)
+    members = msgspec.json.decode(stored, type=dict[str, msgspec.Raw])
+    sealed = msgspec.json.decode(members.pop("sealed"))
+    clear, ciphertext = msgspec.json.encode(members), msgspec.json.encode(sealed["ciphertext"])
+    ids = str(event_id).encode(), str(key.key_id).encode()
+    fields = PERSONAL_FIELDS["consult.submitted"]
+    assert open_parts(fields, clear, ciphertext, *ids, key.aead) == open_json("consult.submitted", stored, event_id,
+                                                                              key.aead)
+    assert open_parts(fields, clear, ciphertext, *ids, None) == open_json("consult.submitted", stored, event_id, None)
+    moved = str(uuid.uuid4()).encode(), ids[1]
+    short = msgspec.json.encode(base64.b64encode(b"12345").decode())
+    for parts in ((ciphertext, *moved), (short, *ids)):  # another event's id; a ciphertext shorter than its nonce
+        with pytest.raises(Undecryptable, match="does not decrypt"):
+            open_parts(fields, clear, *parts, key.aead)
 
 
 def test_a_destroyed_key_reads_every_personal_field_as_erased(keyring):
