@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import uuid
@@ -22,7 +23,7 @@ from projections.freshness import Freshness
 from projections.projector import Projector
 from projections.queries import ReadModels
 from service import migrations
-from service.db import create_pool
+from service.db import create_pool, warm
 from service.faults import Faults
 from service.handlers import Intake
 from service.health import Health
@@ -98,7 +99,9 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # The API only reads and appends in transactions; no session state to reset (service/db.py).
-        pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False)
+        pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False,
+                                 keep_idle=True)
+        warming = asyncio.create_task(warm(pool, settings.db_pool_min))
         keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
@@ -114,6 +117,7 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
         try:
             yield
         finally:
+            warming.cancel()
             await pool.close()
             for client in (redis, limiter_redis):
                 if client is not None:
