@@ -138,14 +138,13 @@ async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progr
 
 async def _index_and_analyze(conn: asyncpg.Connection, models: list[Model]) -> None:
     """The shadow read tables' indexes, built now that their rows are in (after the bulk snapshot is
-    released), then analyzed, and autovacuum back on for when they are live."""
+    released), then analyzed (autovacuum stays off on them until the swap)."""
     sql = queries("rebuild")
     await conn.execute(sql["serial_index_builds"])
     for model in models:
         for index in await conn.fetch(sql["shadow_index_statements"], model.table):
             await conn.execute(index["statement"])
         await conn.execute(sql["analyze_shadow_table"].format(table=model.table))
-        await conn.execute(sql["enable_shadow_autovacuum"].format(table=model.table))
 
 
 async def _fold(reader: asyncpg.Connection, writer: asyncpg.Connection, query: str, fold: GroupFold,
@@ -219,8 +218,8 @@ async def _swap(conn: asyncpg.Connection, projector: Projector, models: list[Mod
     await conn.execute(sql["swap_lock_timeout"], SWAP_LOCK_TIMEOUT)
     await conn.execute(sql["lock_checkpoints_table"])
     snapshot, streams = await _catch_up(conn, projector, snapshot)
+    await conn.execute(sql["replace_checkpoints"], [m.name for m in models])
     for model in models:
-        await conn.execute(sql["replace_checkpoints"], model.name)
         await conn.execute(sql["drop_failures"], model.name)
         await conn.execute(sql["copy_failures"], model.name)
         await conn.execute(sql["drop_floor"], model.name)
@@ -228,6 +227,7 @@ async def _swap(conn: asyncpg.Connection, projector: Projector, models: list[Mod
     for model in models:
         await conn.execute(sql["lock_live_table"].format(table=model.table))
     for model in models:
+        await conn.execute(sql["enable_shadow_autovacuum"].format(table=model.table))
         await conn.execute(sql["drop_live_table"].format(table=model.table))
         await conn.execute(sql["move_shadow_table"].format(table=model.table))
     return streams

@@ -84,7 +84,9 @@ GROUP BY c.relname, r.rolname;
 ANALYZE intake_rebuild.{table};
 
 -- name: enable_shadow_autovacuum
--- The live table's setting (the default) back, before the shadow becomes the live table.
+-- The live table's setting (the default) back, in the swap's transaction: set earlier, an
+-- autovacuum of the freshly filled shadow could hold the lock the move waits for (it gives way
+-- only after deadlock_timeout, as long as the swap's lock_timeout), failing the swap.
 ALTER TABLE intake_rebuild.{table} RESET (autovacuum_enabled);
 
 -- name: snapshot
@@ -137,24 +139,26 @@ DROP TABLE public.{table};
 ALTER TABLE intake_rebuild.{table} SET SCHEMA public;
 
 -- name: replace_checkpoints
+-- The checkpoints of the projections $1 (all of a rebuild's at once: one scan of each table, not
+-- one per projection, seconds apiece at a million streams, inside the swap) become the shadow's.
 -- Only rows that differ are written: a live model that was right costs a scan, not a rewrite.
 -- They are picked before the upsert, not by its WHERE: ON CONFLICT DO UPDATE locks every
 -- conflicting row even when its WHERE is false, and a million row locks are a million WAL
 -- records that the swap's commit (and every submission's commit queued behind it) must flush.
 -- The caller holds projection_checkpoints in EXCLUSIVE mode, so nothing changes in between.
-WITH shadow AS (
-    SELECT stream_id, version, position FROM intake_rebuild.projection_checkpoints WHERE projection = $1
-), gone AS (
+WITH gone AS (
     DELETE FROM public.projection_checkpoints c
-    WHERE c.projection = $1 AND NOT EXISTS (SELECT 1 FROM shadow s WHERE s.stream_id = c.stream_id)
+    WHERE c.projection = ANY($1::text[]) AND NOT EXISTS (
+        SELECT 1 FROM intake_rebuild.projection_checkpoints s WHERE s.projection = c.projection AND s.stream_id = c.stream_id)
 ), changed AS (
-    SELECT s.stream_id, s.version, s.position
-    FROM shadow s
-    LEFT JOIN public.projection_checkpoints c ON c.projection = $1 AND c.stream_id = s.stream_id
-    WHERE c.stream_id IS NULL OR (c.version, c.position) IS DISTINCT FROM (s.version, s.position)
+    SELECT s.projection, s.stream_id, s.version, s.position
+    FROM intake_rebuild.projection_checkpoints s
+    LEFT JOIN public.projection_checkpoints c ON c.projection = s.projection AND c.stream_id = s.stream_id
+    WHERE s.projection = ANY($1::text[])
+      AND (c.stream_id IS NULL OR (c.version, c.position) IS DISTINCT FROM (s.version, s.position))
 )
 INSERT INTO public.projection_checkpoints AS c (projection, stream_id, version, position)
-SELECT $1, stream_id, version, position FROM changed
+SELECT projection, stream_id, version, position FROM changed
 ON CONFLICT (projection, stream_id) DO UPDATE
 SET version = EXCLUDED.version, position = EXCLUDED.position, applied_at = now();
 
