@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -23,6 +22,7 @@ from projections.freshness import Freshness
 from projections.projector import Projector
 from projections.queries import ReadModels
 from service import migrations
+from service.collector import set_aside_startup
 from service.db import create_pool, warm
 from service.faults import Faults
 from service.handlers import Intake
@@ -101,7 +101,6 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
         # The API only reads and appends in transactions; no session state to reset (service/db.py).
         pool = await create_pool(settings, application_name="intake-api", min_size=0, session_state=False,
                                  keep_idle=True)
-        warming = asyncio.create_task(warm(pool, settings.db_pool_min))
         keyring = await starting_keyring(settings, pool, timeout_s=settings.db_connect_timeout_ms / 1000)
         # Only for /readyz's report: the API never needs Redis to accept writes.
         redis = (Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
@@ -114,6 +113,7 @@ def _lifespan(settings: Settings, metrics: Metrics, faults: Faults,
                          health=Health(pool, redis, timeout_s=settings.readiness_timeout_ms / 1000,
                                        expected=migrations.load_migrations()))
         _freeze_startup_objects()
+        warming = asyncio.create_task(warm(pool, settings.db_pool_min))  # cancelled below, whatever happens
         try:
             yield
         finally:
@@ -151,6 +151,4 @@ def _freeze_startup_objects() -> None:
     Full collections otherwise walk all of it again and again: 22-26 ms each, about twice a second
     under the bench's load at 1 worker, stalling every request in flight (docs/PERFORMANCE.md).
     Then collect the young generation less often (see YOUNG_COLLECTION_THRESHOLD)."""
-    gc.collect()  # what is garbage already is freed, not frozen
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+    set_aside_startup(YOUNG_COLLECTION_THRESHOLD)

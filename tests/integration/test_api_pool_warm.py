@@ -7,6 +7,7 @@ connections only when requests already queue, each request handed a new one wait
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 
@@ -23,16 +24,23 @@ async def test_a_warmed_pool_holds_its_minimum_connections_idle(database_url, db
     try:
         assert await _api_connections(db) == 0
         await warm(pool, 5)
-        await asyncio.sleep(0.2)
         assert await _api_connections(db) == 5  # opened, released, and still open
     finally:
         await pool.close()
 
 
-async def test_warming_waits_for_a_database_that_is_not_there_yet():
-    pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:1/none", min_size=0, max_size=2, timeout=0.2)
+async def test_warming_retries_until_the_database_is_there(database_url, db):
+    name = f"warm_late_{uuid.uuid4().hex}"
+    pool = await asyncpg.create_pool(database_url.rsplit("/", 1)[0] + "/" + name, min_size=0, max_size=2,
+                                     max_inactive_connection_lifetime=0)
     warming = asyncio.create_task(warm(pool, 2))
-    await asyncio.sleep(1.5)
-    assert not warming.done()  # retrying, not failed
-    warming.cancel()
-    await pool.close()
+    try:
+        done, _ = await asyncio.wait({warming}, timeout=0.5)
+        assert not done  # the database does not exist yet: retrying, not failed
+        await db.execute(f"CREATE DATABASE {name}")
+        await asyncio.wait_for(warming, timeout=10)  # and done once it is there
+        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name) == 2
+    finally:
+        warming.cancel()
+        await pool.close()
+        await db.execute(f"DROP DATABASE IF EXISTS {name}")
