@@ -1,7 +1,7 @@
 """Outbound webhook benchmark: how fast `intake worker` delivers, and how long commit → delivery takes.
 
-On a fresh database with one endpoint (a receiver served by this process on 127.0.0.1, answering
-200 at once) subscribed to `consult.submitted`:
+On a fresh database with one endpoint (a receiver in a process of its own on 127.0.0.1, answering
+200 at once: bench/webhook_receiver.py) subscribed to `consult.submitted`:
 
 - drain: `intake serve --workers 2` takes submissions at full speed (wrk) with no worker running,
   which is also the max ingest rate; then WORKERS `intake worker` processes start and deliver the
@@ -24,7 +24,6 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import redis
-import uvicorn
 
 from bench import database, real_service
 from bench.load import run_wrk
@@ -32,6 +31,8 @@ from bench.measurement import percentile
 from bench.open_loop import measure_lag
 from bench.projection import _run_fast, running_workers
 from bench.servers import REPO_ROOT, running_server
+from bench.webhook_receiver import RemoteArrivals
+from bench.webhook_receiver import argv as receiver_argv
 from bench.webhook_stages import StageWatcher, stage_delays
 from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
 
@@ -67,23 +68,6 @@ class WebhookRecord(msgspec.Struct, kw_only=True):
     unavailable: str | None = None
 
 
-class _Receiver:
-    """Records each webhook-id's arrival (time.time()); answers 200 at once."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001  (ASGI)
-        if scope["type"] != "http":
-            return
-        while (await receive()).get("more_body"):
-            pass
-        webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
-        self.arrivals.setdefault(webhook_id, time.time())
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
-
-
 def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int, logs: Path,
             rate: float | None = None) -> WebhookRecord:
     """Both measurements, on one database; a failure is recorded, not fatal. `rate`: the submissions/s
@@ -105,11 +89,9 @@ def measure(postgres: EmbeddedPostgres, wrk: str, duration_s: int, warmup_s: int
 
 async def _measure(record: WebhookRecord, url: str, api_key: str, env: dict[str, str], wrk: str,
                    duration_s: int, warmup_s: int, logs: Path, rate: float | None) -> None:
-    receiver, port = _Receiver(), free_port()
-    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
-    serving = asyncio.create_task(server.serve())
-    try:
+    port = free_port()
+    receiver = RemoteArrivals(port)
+    with running_server(receiver_argv(port), port=port, env={}, log_path=logs / "webhook-receiver.log"):
         await asyncio.to_thread(_add_endpoint, env, f"http://127.0.0.1:{port}/hooks")
         await asyncio.to_thread(_ingest, record, url, api_key, env, wrk, duration_s, warmup_s, logs)
         with running_workers(WORKERS, env, logs / "webhook-workers.log"):
@@ -118,9 +100,6 @@ async def _measure(record: WebhookRecord, url: str, api_key: str, env: dict[str,
             with running_server(real_service.serve_argv(api_port, API_WORKERS), port=api_port, env=env,
                                 log_path=logs / "webhook-serve.log"):
                 await _delay(record, receiver, url, api_key, api_port, duration_s, warmup_s, rate)
-    finally:
-        server.should_exit = True
-        await serving
 
 
 def _add_endpoint(env: dict[str, str], target: str) -> None:
@@ -142,19 +121,19 @@ def _ingest(record: WebhookRecord, url: str, api_key: str, env: dict[str, str], 
     record.backlog = database.count_events(url)
 
 
-async def _drain(record: WebhookRecord, receiver: _Receiver) -> None:
+async def _drain(record: WebhookRecord, receiver: RemoteArrivals) -> None:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while len(receiver.arrivals) < record.backlog and time.monotonic() < deadline:
+    while (arrived := await receiver.count()) < record.backlog and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    if len(receiver.arrivals) < record.backlog:
-        raise RuntimeError(f"delivered {len(receiver.arrivals)}/{record.backlog} in {DRAIN_TIMEOUT_S}s")
-    times = sorted(receiver.arrivals.values())
+    if arrived < record.backlog:
+        raise RuntimeError(f"delivered {arrived}/{record.backlog} in {DRAIN_TIMEOUT_S}s")
+    times = sorted((await receiver.arrivals()).values())
     record.drain_deliveries_per_s = round(len(times) / max(times[-1] - times[0], 1e-3), 1)
 
 
-async def _delay(record: WebhookRecord, receiver: _Receiver, url: str, api_key: str, port: int,
+async def _delay(record: WebhookRecord, receiver: RemoteArrivals, url: str, api_key: str, port: int,
                  duration_s: int, warmup_s: int, rate: float | None) -> None:
-    already = set(receiver.arrivals)
+    already = set(await receiver.arrivals())
     rate = rate or max(1.0, record.max_ingest_rps * LOAD)
     record.offered_rps = round(rate, 1)
     started = time.time()
@@ -168,20 +147,22 @@ async def _delay(record: WebhookRecord, receiver: _Receiver, url: str, api_key: 
         try:
             events = {r["id"]: (r["recorded"], r["committed"]) for r in await conn.fetch(COMMITTED_SQL, started + warmup_s)}
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
-            while any(i not in receiver.arrivals for i in events) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            arrivals = await receiver.arrivals()
+            while not arrivals.keys() >= events.keys() and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                arrivals = await receiver.arrivals()
             watcher.stop()
             await watching
-            record.stages = await stage_delays(conn, watcher, events, receiver.arrivals)
+            record.stages = await stage_delays(conn, watcher, events, arrivals)
         finally:
             await conn.close()
     finally:
         watcher.stop()
         await asyncio.gather(watching, return_exceptions=True)
-    delays = [receiver.arrivals[i] - committed for i, (_, committed) in events.items() if i in receiver.arrivals]
+    delays = [arrivals[i] - committed for i, (_, committed) in events.items() if i in arrivals]
     record.undelivered = len(events) - len(delays)
     record.delivered = len(delays)
-    record.delivered_per_s = round(len([i for i in receiver.arrivals if i not in already]) / (warmup_s + duration_s), 1)
+    record.delivered_per_s = round(len([i for i in arrivals if i not in already]) / (warmup_s + duration_s), 1)
     if delays:
         record.p50_ms, record.p99_ms = percentile(delays, 50), percentile(delays, 99)
         record.max_ms = round(max(delays) * 1000, 2)
