@@ -63,8 +63,9 @@ def top_functions(raw: str, top: int = TOP) -> tuple[int, list[tuple[str, float]
     return samples, share(own), share(anywhere)
 
 
-def profile(duration_s: int, warmup_s: int, out: Path, *, native: bool = False) -> str:
-    """The raw (collapsed) py-spy profile of one serving worker under wrk's load."""
+def profile(duration_s: int, warmup_s: int, out: Path, *, native: bool = False, clear: bool = False) -> str:
+    """The raw (collapsed) py-spy profile of one serving worker under wrk's load; `clear`: personal
+    fields kept in clear, as the bench's target (d')."""
     wrk, spy = ensure_wrk(), _py_spy()
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as workdir:
         postgres = database.start_postgres(Path(workdir) / "postgres")
@@ -75,7 +76,7 @@ def profile(duration_s: int, warmup_s: int, out: Path, *, native: bool = False) 
             argv = real_service.serve_argv(port, 1)
             endpoint = f"http://127.0.0.1:{port}{real_service.SUBMISSIONS_PATH}"
             load = dict(api_key=api_key, target="real", workers=1)
-            with running_server(argv, port=port, env=real_service.service_env(url),
+            with running_server(argv, port=port, env=real_service.service_env(url, encrypt=not clear),
                                 log_path=Path(workdir) / "serve.log") as server:
                 run_wrk(wrk, endpoint, duration_s=warmup_s, **load)
                 sampler = threading.Thread(target=subprocess.run, args=([
@@ -106,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before sampling (default 5)")
     parser.add_argument("--output", type=Path, default=Path("bench/results/profile.txt"), help="raw profile file")
     parser.add_argument("--native", action="store_true", help="C frames too (py-spy --native)")
+    parser.add_argument("--clear", action="store_true", help="personal fields in clear, as target (d')")
     options = parser.parse_args(sys.argv[1:] if argv is None else argv)
     options.output.parent.mkdir(exist_ok=True)
-    raw = profile(options.duration, options.warmup, options.output, native=options.native)
+    raw = profile(options.duration, options.warmup, options.output, native=options.native, clear=options.clear)
     samples, own, anywhere = top_functions(raw)
     print(f"\n{samples:,} GIL-holding samples; raw profile in {options.output}")
     for title, rows in (("self", own), ("total", anywhere)):
