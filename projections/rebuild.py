@@ -37,6 +37,11 @@ CHUNK = 5_000  # events fetched from the server-side cursor at a time
 SMALL_TAIL = 200  # streams few enough to catch up while the live projectors are held back
 TAIL_ROUNDS = 5
 SWAP_ATTEMPTS = 5
+# The rebuild writes hundreds of MB (the shadow's COPY, its index builds): asked to write them back as
+# it goes, it never leaves a pile of dirty pages whose writeback, when it comes, holds up every
+# commit's WAL flush behind it (docs/PERFORMANCE.md, session 7). 0 (PostgreSQL's default) leaves it to
+# the kernel's 30-second expiry.
+WRITE_BACK_AS_YOU_GO = {"backend_flush_after": "256kB"}
 SWAP_LOCK_TIMEOUT = "1s"  # a swap waiting on a long reader makes new readers queue behind it: not for long
 
 Progress = Callable[[str, int, int], None]  # (phase, events done, events in total)
@@ -76,7 +81,7 @@ async def rebuild(dsn: str, names: Sequence[str], keyring: Keyring, *, progress:
     started = time.monotonic()
     models = [MODELS[name] for name in PROJECTIONS if name in names]
     sql = queries("rebuild")
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings=WRITE_BACK_AS_YOU_GO)
     try:
         if not await conn.fetchval(sql["try_rebuild_lock"]):
             raise RebuildBusy(RebuildBusy.__doc__)
@@ -113,7 +118,8 @@ async def _bulk(dsn: str, models: list[Model], keyring: Keyring, progress: Progr
     """Fold the log as one snapshot sees it into the shadow; returns that snapshot, the log's events in
     it, and the events folded."""
     sql = queries("rebuild")
-    reader, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    reader = await asyncpg.connect(dsn, server_settings=WRITE_BACK_AS_YOU_GO)
+    writer = await asyncpg.connect(dsn, server_settings=WRITE_BACK_AS_YOU_GO)
     await on_connect(reader)
     await on_connect(writer)
     try:
@@ -178,7 +184,7 @@ async def _catch_up_and_swap(conn: asyncpg.Connection, dsn: str, models: list[Mo
                              snapshot: str, on_connect: ConnectionHook) -> int:
     """Catch the shadow up with the live projector's code (at the shadow, by search_path), then swap."""
     shadow = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=on_connect,
-                                       server_settings={"search_path": f"{SHADOW}, public"})
+                                       server_settings={"search_path": f"{SHADOW}, public", **WRITE_BACK_AS_YOU_GO})
     try:
         projector = Projector(shadow, keyring, projections={m.name: PROJECTIONS[m.name] for m in models})
         caught_up = 0

@@ -182,3 +182,14 @@ async def test_a_rebuilds_backends_on_this_machine_yield_the_cpu_like_the_comman
     assert rebuild_command._is_local(database_url)
     assert rebuild_command._is_local("postgresql://u@/db?host=/var/run/postgresql")
     assert not rebuild_command._is_local("postgresql://u@db.internal:5432/db")
+
+
+async def test_every_connection_that_writes_the_shadow_writes_back_as_it_goes(projected, settings, keyring):
+    seen: list[str] = []
+
+    async def note(conn: asyncpg.Connection) -> None:
+        seen.append(await conn.fetchval("SHOW backend_flush_after"))
+
+    await rebuild(settings.owner_database_url, list(PROJECTIONS), keyring, on_connect=note)
+
+    assert len(seen) >= 3 and set(seen) == {"256kB"}  # bulk reader and writer, the tail's pool
