@@ -202,7 +202,10 @@ def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: A
     or not needed): personal fields read ERASED. Members are moved as raw JSON text, never parsed
     further: replay writes this as it is."""
     clear = _MEMBERS.decode(payload)
-    envelope = _ENVELOPE.decode(clear.pop("sealed"))
+    try:
+        envelope = _ENVELOPE.decode(clear.pop("sealed"))
+    except (KeyError, msgspec.ValidationError, msgspec.DecodeError):  # no envelope, or not one (not base64 …)
+        raise _malformed(event_id) from None
     return _open(event_type, clear, envelope.ciphertext, _aad(event_id, envelope.key_id), key)
 
 
@@ -211,9 +214,17 @@ def open_parts(fields: Sequence[str], clear: bytes, ciphertext: bytes, event_id:
     """open_json of a payload already taken apart (as PostgreSQL can): its members but `sealed` as a
     JSON object, the envelope's ciphertext as its JSON text (a base64 string), and the event's and the
     key's ids as their text; `fields`: the personal fields of the event's type."""
-    sealed = _BASE64.decode(ciphertext)
+    try:
+        sealed = _BASE64.decode(ciphertext)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raise _malformed(event_id.decode()) from None
     aad = _AAD + unhexlify(event_id.replace(b"-", b"")) + unhexlify(key_id.replace(b"-", b""))
     return _opened(_MEMBERS.decode(clear), sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad, key, fields)
+
+
+def _malformed(event_id: object) -> Undecryptable:
+    return Undecryptable(f"the personal data of event {event_id} does not decrypt: its envelope is malformed; "
+                         f"{Undecryptable.__doc__}")
 
 
 def unknown_key(event_id: object, key_id: object) -> Undecryptable:

@@ -91,6 +91,22 @@ def test_a_payload_taken_apart_as_the_jsonl_replay_reads_it_opens_to_the_same_by
             open_parts(fields, clear, *parts, key.aead)
 
 
+def test_an_envelope_altered_into_something_that_is_not_one_reads_as_undecryptable_not_a_decode_error(keyring):
+    event, event_id = submitted(), uuid.uuid4()
+    key = keyring.new_key(1, event.patient_id)
+    members = msgspec.json.decode(keyring.seal(event, event_id, key))
+    fields = PERSONAL_FIELDS["consult.submitted"]
+    for altered in ({**members["sealed"], "ciphertext": "not base64!"}, {"key_id": "not a uuid"}, "a string", None):
+        stored = msgspec.json.encode({**members, "sealed": altered})
+        with pytest.raises(Undecryptable, match="does not decrypt"):
+            open_json("consult.submitted", stored, event_id, key.aead)
+    clear = msgspec.json.encode({name: value for name, value in members.items() if name != "sealed"})
+    with pytest.raises(Undecryptable, match=str(event_id)):
+        open_json("consult.submitted", clear, event_id, key.aead)
+    with pytest.raises(Undecryptable, match=str(event_id)):
+        open_parts(fields, clear, b'"not base64!"', str(event_id).encode(), str(key.key_id).encode(), key.aead)
+
+
 def test_a_destroyed_key_reads_every_personal_field_as_erased(keyring):
     event, event_id = submitted(), uuid.uuid4()
     opened = keyring.open("consult.submitted", 2, keyring.seal(event, event_id, keyring.new_key(1, event.patient_id)),
