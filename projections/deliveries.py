@@ -4,10 +4,7 @@ Isolation: each worker keeps at most `endpoint_concurrency` requests in flight p
 `max_in_flight` in all, and every request is bounded by `timeout_s` (the whole exchange, not
 each read), so an endpoint that hangs holds only its own slots, for at most the timeout, and the
 claim skips it while they are full: other endpoints' deliveries keep going. Redirects are not
-followed: the URL we checked is the only one we call.
-
-The HTTP client is aiohttp's, not httpx's: under the webhook benchmark httpx's pool (checking every
-pooled socket before each request) took about half a worker's CPU per delivery (docs/PERFORMANCE.md).
+followed (the requests themselves: projections/webhook_requests.py).
 
 A delivery is leased when claimed (its next attempt pushed past the timeout), so a worker killed
 mid-request leaves it to be retried when the lease runs out: at least once, with the same
@@ -33,8 +30,9 @@ from events.errors import translating_driver_errors
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
-from projections import signatures, webhook_bodies, webhook_policy
+from projections import webhook_bodies, webhook_policy, webhook_requests
 from projections.secretbox import SecretBox
+from projections.webhook_requests import Outcome, Poster
 
 POLL_S = 0.05
 CLAIM_GATHER_S = 0.005
@@ -76,16 +74,6 @@ class DeliveryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to."""
-
-    status: int | None
-    error: str | None
-    latency_ms: int
-    retry_after_s: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class _Held:
     """A claimed delivery waiting for a slot: the row, the event's stream (for the body), when claimed."""
 
@@ -113,8 +101,9 @@ class Sender:
 
     def __init__(self, pool: asyncpg.Pool, box: SecretBox, config: DeliveryConfig) -> None:
         self._pool = pool
-        self._box = box
         self._config = config
+        self._poster = Poster(box, timeout_s=config.timeout_s, https_only=config.https_only,
+                              allowed_networks=config.allowed_networks)
         self._sql = queries("webhooks")
         self._in_flight: Counter[object] = Counter()  # per endpoint: its slots in use (requests)
         self._held: Counter[object] = Counter()  # per endpoint: claimed and not yet answered
@@ -122,14 +111,10 @@ class Sender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
         self._finished: list[tuple[asyncpg.Record, dt.datetime, Outcome]] = []  # attempts not yet recorded
-        self._keys: dict[bytes, bytes] = {}  # sealed secret → key: decrypting once per secret, not per delivery
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, healthy: Callable[[], None] = _nobody) -> None:
         """Claim and send until `stop`; woken by new deliveries, finished requests, or the poll."""
-        # No connection limit of its own (ours are the slots), no proxy from the environment (the
-        # address we checked is the one we call), and no client-wide timeout (each request has one).
-        client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
-                                       timeout=aiohttp.ClientTimeout(total=None))
+        client = webhook_requests.client()
         try:
             # Two connections for the loop's life, for the claims and for the records side by side:
             # no acquire and no reset round trip per turn (each round trip waits its turn in a busy
@@ -232,41 +217,8 @@ class Sender:
     async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[StoredEvent]) -> None:
         body = webhook_bodies.body(stream[-1], stream, row["webhook_type"])
         attempted_at = dt.datetime.now(dt.UTC)
-        outcome = await self._post(client, row, str(row["webhook_id"]), body)
+        outcome = await self._poster.post(client, row, str(row["webhook_id"]), body)
         self._finished.append((row, attempted_at, outcome))
-
-    async def _post(self, client: aiohttp.ClientSession, endpoint: asyncpg.Record, webhook_id: str,
-                    body: bytes) -> Outcome:
-        started = time.perf_counter()
-        status, error, retry_after = None, None, None
-        try:
-            host, port = webhook_policy.check_url(endpoint["url"], https_only=self._config.https_only)
-            webhook_policy.check_addresses(await webhook_policy.resolved_addresses(host, port),
-                                           self._config.allowed_networks)
-            headers = self._headers(endpoint, webhook_id, body)
-            async with asyncio.timeout(self._config.timeout_s), \
-                    client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
-                await response.read()  # the whole answer, so that the connection can be kept for the next
-            status, retry_after = response.status, webhook_policy.retry_after_s(response.headers.get("retry-after"))
-        except webhook_policy.EndpointRefused:
-            error = "EndpointRefused"
-        except (TimeoutError, aiohttp.ClientError) as failure:
-            error = type(failure).__name__
-        return Outcome(status, error, round((time.perf_counter() - started) * 1000), retry_after)
-
-    def _headers(self, endpoint: asyncpg.Record, webhook_id: str, body: bytes) -> dict[str, str]:
-        sealed = [endpoint["sealed_secret"]] + ([endpoint["previous_sealed"]] if endpoint["previous_valid"] else [])
-        keys = [self._key(s, endpoint["endpoint_id"]) for s in sealed]
-        timestamp = int(time.time())
-        return {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
-                "webhook-signature": signatures.signature_header(keys, webhook_id, timestamp, body)}
-
-    def _key(self, sealed: bytes, endpoint_id: object) -> bytes:
-        if sealed not in self._keys:
-            if len(self._keys) > 10_000:  # rotated-out secrets must not accumulate forever
-                self._keys.clear()
-            self._keys[sealed] = signatures.secret_key(self._box.open(sealed, str(endpoint_id)))
-        return self._keys[sealed]
 
     async def _record_finished(self, conn: asyncpg.Connection) -> None:
         """Every finished attempt since the last call, in one statement (one commit, not one per attempt).
