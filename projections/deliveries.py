@@ -6,6 +6,11 @@ each read), so an endpoint that hangs holds only its own slots, for at most the 
 claim skips it while they are full: other endpoints' deliveries keep going. Redirects are not
 followed (the requests themselves: projections/webhook_requests.py).
 
+A delivery whose body cannot be built from the log (an event of a type or version this code does
+not know, a payload that fails validation, an event missing from the log) is dead-lettered at its
+first attempt, which names the event and the error's type: trying again cannot help, and
+`redeliver` sends it once the cause is fixed.
+
 A delivery is leased when claimed (its next attempt pushed past the timeout), so a worker killed
 mid-request leaves it to be retried when the lease runs out: at least once, with the same
 webhook-id (the event id), which is what lets a receiver stay idempotent.
@@ -24,9 +29,12 @@ from collections.abc import Callable
 
 import aiohttp
 import asyncpg
+import msgspec
 import structlog
 
+from events.codec import UnknownEventType
 from events.errors import translating_driver_errors
+from events.privacy import Undecryptable
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
@@ -45,6 +53,9 @@ PREFETCH = 4
 # Beyond the requests' timeouts: time to record the attempt after it. A lease that runs out while its
 # worker still lives means one more (harmless, same webhook-id) delivery, never a lost one.
 LEASE_MARGIN_S = 5.0
+# What decoding a row of the log or building a body from it raises when the row itself is at fault
+# (as the projector's poison, projections/projector.py): never a reason to try the delivery again.
+_UNREADABLE = (UnknownEventType, Undecryptable, msgspec.DecodeError, LookupError, ValueError, TypeError)
 _log = structlog.get_logger("intake.webhooks")
 
 
@@ -75,10 +86,10 @@ class DeliveryConfig:
 
 @dataclasses.dataclass(frozen=True)
 class _Held:
-    """A claimed delivery waiting for a slot: the row, the event's stream (for the body), when claimed."""
+    """A claimed delivery waiting for a slot: the row, its event's stream's rows (for the body), when claimed."""
 
     row: asyncpg.Record
-    stream: list[StoredEvent]
+    stream: list[asyncpg.Record]
     claimed: float  # time.monotonic()
 
 
@@ -86,14 +97,37 @@ def _nobody() -> None:
     """The default `healthy` callback: nobody is watching."""
 
 
-def _deliveries(rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, list[StoredEvent]]]:
-    """A claim's rows (one per delivery and event of its stream, in delivery order) as (delivery, stream)."""
-    claimed: dict[int, tuple[asyncpg.Record, list[StoredEvent]]] = {}
+class Undeliverable(Exception):
+    """The delivery's body cannot be built from the log; the message names the event and the error's type only."""
+
+
+def _deliveries(rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, list[asyncpg.Record]]]:
+    """A claim's rows (one per delivery and event of its stream, in delivery order) as (delivery, stream's rows)."""
+    claimed: dict[int, tuple[asyncpg.Record, list[asyncpg.Record]]] = {}
     for row in rows:
         _, stream = claimed.setdefault(row["id"], (row, []))
-        if row["position"] is not None:  # None: the event was not found (its body fails; sent again later)
-            stream.append(decode_record(row, None))
+        if row["position"] is not None:  # None: the event was not found (see `_body`)
+            stream.append(row)
     return list(claimed.values())
+
+
+def _body(delivery: asyncpg.Record, rows: list[asyncpg.Record]) -> bytes:
+    """The delivery's body, decoded from its stream's rows (no keyring: bodies carry no personal data);
+    Undeliverable if the rows cannot give one."""
+    if not rows:
+        # Events are never deleted and a delivery is made only for a committed one: this one was
+        # taken out of the log by hand, and only putting it back can help.
+        raise Undeliverable(f"event {delivery['webhook_id']} was not found")
+    stream: list[StoredEvent] = []
+    for row in rows:
+        try:
+            stream.append(decode_record(row, None))
+        except _UNREADABLE as failure:  # the event delivered, or an earlier one of its stream
+            raise Undeliverable(f"event {row['event_id']} cannot be decoded: {type(failure).__name__}") from None
+    try:
+        return webhook_bodies.body(stream[-1], stream, delivery["webhook_type"])
+    except _UNREADABLE as failure:
+        raise Undeliverable(f"event {delivery['webhook_id']} cannot be decoded: {type(failure).__name__}") from None
 
 
 class Sender:
@@ -214,9 +248,13 @@ class Sender:
                 self._held[endpoint] -= 1
                 self._done.set()
 
-    async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[StoredEvent]) -> None:
-        body = webhook_bodies.body(stream[-1], stream, row["webhook_type"])
+    async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[asyncpg.Record]) -> None:
         attempted_at = dt.datetime.now(dt.UTC)
+        try:
+            body = _body(row, stream)
+        except Undeliverable as failure:  # recorded as an attempt with no request, and dead-lettered
+            self._finished.append((row, attempted_at, Outcome(None, str(failure), 0, permanent=True)))
+            return
         outcome = await self._poster.post(client, row, str(row["webhook_id"]), body)
         self._finished.append((row, attempted_at, outcome))
 
@@ -245,8 +283,7 @@ class Sender:
         attempt = row["attempts"] - row["budget_from"] + 1
         if outcome.status is not None and 200 <= outcome.status < 300:
             return "delivered", None
-        if outcome.error != "EndpointRefused" and webhook_policy.retryable(outcome.status) \
-                and attempt < self._config.max_attempts:
+        if not outcome.permanent and webhook_policy.retryable(outcome.status) and attempt < self._config.max_attempts:
             delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
             return "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         return "dead", None

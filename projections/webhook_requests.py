@@ -28,6 +28,7 @@ class Outcome:
     error: str | None
     latency_ms: int
     retry_after_s: float | None = None
+    permanent: bool = False  # trying again cannot help: dead at once, whatever the schedule
 
 
 def client() -> aiohttp.ClientSession:
@@ -53,7 +54,7 @@ class Poster:
                    body: bytes) -> Outcome:
         """One attempt: the whole exchange bounded by the timeout, failures named by their type only."""
         started = time.perf_counter()
-        status, error, retry_after = None, None, None
+        status, error, retry_after, permanent = None, None, None, False
         try:
             host, port = webhook_policy.check_url(endpoint["url"], https_only=self._https_only)
             webhook_policy.check_addresses(await webhook_policy.resolved_addresses(host, port),
@@ -63,11 +64,11 @@ class Poster:
                     client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
                 await response.read()  # the whole answer, so that the connection can be kept for the next
             status, retry_after = response.status, webhook_policy.retry_after_s(response.headers.get("retry-after"))
-        except webhook_policy.EndpointRefused:
-            error = "EndpointRefused"
+        except webhook_policy.EndpointRefused:  # the URL or its address is not allowed
+            error, permanent = "EndpointRefused", True
         except (TimeoutError, aiohttp.ClientError) as failure:
             error = type(failure).__name__
-        return Outcome(status, error, round((time.perf_counter() - started) * 1000), retry_after)
+        return Outcome(status, error, round((time.perf_counter() - started) * 1000), retry_after, permanent)
 
     def _headers(self, endpoint: asyncpg.Record, webhook_id: str, body: bytes) -> dict[str, str]:
         sealed = [endpoint["sealed_secret"]] + ([endpoint["previous_sealed"]] if endpoint["previous_valid"] else [])
