@@ -4,10 +4,12 @@ Isolation: each worker keeps at most `endpoint_concurrency` requests in flight p
 `max_in_flight` in all, and every request is bounded by `timeout_s` (the whole exchange, not
 each read), so an endpoint that hangs holds only its own slots, for at most the timeout, and the
 claim skips it while they are full: other endpoints' deliveries keep going. Redirects are not
-followed: the URL we checked is the only one we call.
+followed (the requests themselves: projections/webhook_requests.py).
 
-The HTTP client is aiohttp's, not httpx's: under the webhook benchmark httpx's pool (checking every
-pooled socket before each request) took about half a worker's CPU per delivery (docs/PERFORMANCE.md).
+A delivery whose body cannot be built from the log (an event of a type or version this code does
+not know, a payload that fails validation, an event missing from the log) is dead-lettered at its
+first attempt, which names the event and the error's type: trying again cannot help, and
+`redeliver` sends it once the cause is fixed.
 
 A delivery is leased when claimed (its next attempt pushed past the timeout), so a worker killed
 mid-request leaves it to be retried when the lease runs out: at least once, with the same
@@ -27,14 +29,18 @@ from collections.abc import Callable
 
 import aiohttp
 import asyncpg
+import msgspec
 import structlog
 
+from events.codec import UnknownEventType
 from events.errors import translating_driver_errors
+from events.privacy import Undecryptable
 from events.sqlfiles import queries
 from events.store import decode_record
 from events.types import StoredEvent
-from projections import signatures, webhook_bodies, webhook_policy
+from projections import webhook_bodies, webhook_policy, webhook_requests
 from projections.secretbox import SecretBox
+from projections.webhook_requests import Outcome, Poster
 
 POLL_S = 0.05
 CLAIM_GATHER_S = 0.005
@@ -47,6 +53,9 @@ PREFETCH = 4
 # Beyond the requests' timeouts: time to record the attempt after it. A lease that runs out while its
 # worker still lives means one more (harmless, same webhook-id) delivery, never a lost one.
 LEASE_MARGIN_S = 5.0
+# What decoding a row of the log or building a body from it raises when the row itself is at fault
+# (as the projector's poison, projections/projector.py): never a reason to try the delivery again.
+_UNREADABLE = (UnknownEventType, Undecryptable, msgspec.DecodeError, LookupError, ValueError, TypeError)
 _log = structlog.get_logger("intake.webhooks")
 
 
@@ -76,21 +85,11 @@ class DeliveryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to."""
-
-    status: int | None
-    error: str | None
-    latency_ms: int
-    retry_after_s: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class _Held:
-    """A claimed delivery waiting for a slot: the row, the event's stream (for the body), when claimed."""
+    """A claimed delivery waiting for a slot: the row, its event's stream's rows (for the body), when claimed."""
 
     row: asyncpg.Record
-    stream: list[StoredEvent]
+    stream: list[asyncpg.Record]
     claimed: float  # time.monotonic()
 
 
@@ -98,14 +97,37 @@ def _nobody() -> None:
     """The default `healthy` callback: nobody is watching."""
 
 
-def _deliveries(rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, list[StoredEvent]]]:
-    """A claim's rows (one per delivery and event of its stream, in delivery order) as (delivery, stream)."""
-    claimed: dict[int, tuple[asyncpg.Record, list[StoredEvent]]] = {}
+class Undeliverable(Exception):
+    """The delivery's body cannot be built from the log; the message names the event and the error's type only."""
+
+
+def _deliveries(rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, list[asyncpg.Record]]]:
+    """A claim's rows (one per delivery and event of its stream, in delivery order) as (delivery, stream's rows)."""
+    claimed: dict[int, tuple[asyncpg.Record, list[asyncpg.Record]]] = {}
     for row in rows:
         _, stream = claimed.setdefault(row["id"], (row, []))
-        if row["position"] is not None:  # None: the event was not found (its body fails; sent again later)
-            stream.append(decode_record(row, None))
+        if row["position"] is not None:  # None: the event was not found (see `_body`)
+            stream.append(row)
     return list(claimed.values())
+
+
+def _body(delivery: asyncpg.Record, rows: list[asyncpg.Record]) -> bytes:
+    """The delivery's body, decoded from its stream's rows (no keyring: bodies carry no personal data);
+    Undeliverable if the rows cannot give one."""
+    if not rows:
+        # Events are never deleted and a delivery is made only for a committed one: this one was
+        # taken out of the log by hand, and only putting it back can help.
+        raise Undeliverable(f"event {delivery['webhook_id']} was not found")
+    stream: list[StoredEvent] = []
+    for row in rows:
+        try:
+            stream.append(decode_record(row, None))
+        except _UNREADABLE as failure:  # the event delivered, or an earlier one of its stream
+            raise Undeliverable(f"event {row['event_id']} cannot be decoded: {type(failure).__name__}") from None
+    try:
+        return webhook_bodies.body(stream[-1], stream, delivery["webhook_type"])
+    except _UNREADABLE as failure:
+        raise Undeliverable(f"event {delivery['webhook_id']} cannot be decoded: {type(failure).__name__}") from None
 
 
 class Sender:
@@ -113,8 +135,9 @@ class Sender:
 
     def __init__(self, pool: asyncpg.Pool, box: SecretBox, config: DeliveryConfig) -> None:
         self._pool = pool
-        self._box = box
         self._config = config
+        self._poster = Poster(box, timeout_s=config.timeout_s, https_only=config.https_only,
+                              allowed_networks=config.allowed_networks)
         self._sql = queries("webhooks")
         self._in_flight: Counter[object] = Counter()  # per endpoint: its slots in use (requests)
         self._held: Counter[object] = Counter()  # per endpoint: claimed and not yet answered
@@ -122,14 +145,10 @@ class Sender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
         self._finished: list[tuple[asyncpg.Record, dt.datetime, Outcome]] = []  # attempts not yet recorded
-        self._keys: dict[bytes, bytes] = {}  # sealed secret → key: decrypting once per secret, not per delivery
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, healthy: Callable[[], None] = _nobody) -> None:
         """Claim and send until `stop`; woken by new deliveries, finished requests, or the poll."""
-        # No connection limit of its own (ours are the slots), no proxy from the environment (the
-        # address we checked is the one we call), and no client-wide timeout (each request has one).
-        client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
-                                       timeout=aiohttp.ClientTimeout(total=None))
+        client = webhook_requests.client()
         try:
             # Two connections for the loop's life, for the claims and for the records side by side:
             # no acquire and no reset round trip per turn (each round trip waits its turn in a busy
@@ -229,44 +248,15 @@ class Sender:
                 self._held[endpoint] -= 1
                 self._done.set()
 
-    async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[StoredEvent]) -> None:
-        body = webhook_bodies.body(stream[-1], stream, row["webhook_type"])
+    async def _deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record, stream: list[asyncpg.Record]) -> None:
         attempted_at = dt.datetime.now(dt.UTC)
-        outcome = await self._post(client, row, str(row["webhook_id"]), body)
-        self._finished.append((row, attempted_at, outcome))
-
-    async def _post(self, client: aiohttp.ClientSession, endpoint: asyncpg.Record, webhook_id: str,
-                    body: bytes) -> Outcome:
-        started = time.perf_counter()
-        status, error, retry_after = None, None, None
         try:
-            host, port = webhook_policy.check_url(endpoint["url"], https_only=self._config.https_only)
-            webhook_policy.check_addresses(await webhook_policy.resolved_addresses(host, port),
-                                           self._config.allowed_networks)
-            headers = self._headers(endpoint, webhook_id, body)
-            async with asyncio.timeout(self._config.timeout_s), \
-                    client.post(endpoint["url"], data=body, headers=headers, allow_redirects=False) as response:
-                await response.read()  # the whole answer, so that the connection can be kept for the next
-            status, retry_after = response.status, webhook_policy.retry_after_s(response.headers.get("retry-after"))
-        except webhook_policy.EndpointRefused:
-            error = "EndpointRefused"
-        except (TimeoutError, aiohttp.ClientError) as failure:
-            error = type(failure).__name__
-        return Outcome(status, error, round((time.perf_counter() - started) * 1000), retry_after)
-
-    def _headers(self, endpoint: asyncpg.Record, webhook_id: str, body: bytes) -> dict[str, str]:
-        sealed = [endpoint["sealed_secret"]] + ([endpoint["previous_sealed"]] if endpoint["previous_valid"] else [])
-        keys = [self._key(s, endpoint["endpoint_id"]) for s in sealed]
-        timestamp = int(time.time())
-        return {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
-                "webhook-signature": signatures.signature_header(keys, webhook_id, timestamp, body)}
-
-    def _key(self, sealed: bytes, endpoint_id: object) -> bytes:
-        if sealed not in self._keys:
-            if len(self._keys) > 10_000:  # rotated-out secrets must not accumulate forever
-                self._keys.clear()
-            self._keys[sealed] = signatures.secret_key(self._box.open(sealed, str(endpoint_id)))
-        return self._keys[sealed]
+            body = _body(row, stream)
+        except Undeliverable as failure:  # recorded as an attempt with no request, and dead-lettered
+            self._finished.append((row, attempted_at, Outcome(None, str(failure), 0, permanent=True)))
+            return
+        outcome = await self._poster.post(client, row, str(row["webhook_id"]), body)
+        self._finished.append((row, attempted_at, outcome))
 
     async def _record_finished(self, conn: asyncpg.Connection) -> None:
         """Every finished attempt since the last call, in one statement (one commit, not one per attempt).
@@ -293,8 +283,7 @@ class Sender:
         attempt = row["attempts"] - row["budget_from"] + 1
         if outcome.status is not None and 200 <= outcome.status < 300:
             return "delivered", None
-        if outcome.error != "EndpointRefused" and webhook_policy.retryable(outcome.status) \
-                and attempt < self._config.max_attempts:
+        if not outcome.permanent and webhook_policy.retryable(outcome.status) and attempt < self._config.max_attempts:
             delay = webhook_policy.retry_delay_s(attempt, self._config.retry_base_s, retry_after_s=outcome.retry_after_s)
             return "pending", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         return "dead", None

@@ -1,16 +1,20 @@
 """Outbound webhooks against a real receiver the test starts on 127.0.0.1: signed, retried with
 the same webhook-id, every attempt recorded, dead-lettered and redelivered, and one endpoint's
-hang never holding back another business's."""
+hang never holding back another business's; an event that cannot be read dead-lettered at once."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import asyncpg
 import httpx
+import pytest
 
+from events.sqlfiles import queries
 from projections import signatures
+from projections.fanout import CURSOR, fan_out_once
 from service import webhooks
 from service.webhooks import delivery_config
 from tests.support.consults import decide, submit
@@ -112,3 +116,68 @@ async def test_an_endpoint_that_hangs_does_not_delay_another_business_s_endpoint
             [fine] = await eventually(lambda: receiver.to("/fine"), 20, "the other business's delivery")
     assert fine.at - committed < 2.0  # well inside the 5 s that each hanging request holds its slot
     assert len(receiver.to("/hangs")) == slots  # only its own slots were held
+
+
+# As a superuser could, the append-only trigger lifted: a required field taken out of an event's
+# payload, or the event taken out of the log; and the attempt each delivery's record then shows.
+_DAMAGE = {"invalid": ("UPDATE events SET payload = payload - 'submission_id' WHERE event_id = $1",
+                       "event {} cannot be decoded: ValidationError"),
+           "missing": ("DELETE FROM events WHERE event_id = $1", "event {} was not found")}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+async def test_an_event_that_cannot_be_read_is_dead_lettered_at_once_and_the_others_are_delivered(
+        settings, tenant, db, damage):
+    fast = compressed(settings)
+    receiver = Receiver(lambda path, nth: 200)
+    statement, error = _DAMAGE[damage]
+    async with receiving(receiver), api(fast) as client:
+        acme = await business_id(db, "acme")
+        await webhooks.add_endpoint(db, fast, acme, receiver.url + "/hooks", ["consult.submitted"])
+        broken = await submit(client, tenant, customer_id="cus_broken")
+        fine = await submit(client, tenant, customer_id="cus_fine")
+        await db.execute(queries("webhooks")["ensure_cursor"], CURSOR)
+        await fan_out_once(db)  # both deliveries exist before the damage
+        await _rewrite(db, statement, uuid.UUID(broken["event_id"]))
+        async with delivering(fast):
+            await eventually(lambda: _settled(db), 20, "both deliveries to settle")
+    assert [r.webhook_id for r in receiver.to("/hooks")] == [fine["event_id"]]
+    [dead] = await webhooks.deliveries(db, acme, failed=True)
+    assert (str(dead["event_id"]), dead["state"]) == (broken["event_id"], "dead")
+    [attempt] = dead["attempts"]  # one attempt: trying again cannot help
+    assert (attempt["status_code"], attempt["error"]) == (None, error.format(broken["event_id"]))
+
+
+async def _settled(db: asyncpg.Connection) -> bool:
+    return sorted(await states(db)) == ["dead", "delivered"]
+
+
+async def test_an_unreadable_event_s_delivery_once_repaired_is_sent_by_redeliver(settings, tenant, db):
+    fast = compressed(settings)
+    receiver = Receiver(lambda path, nth: 200)
+    async with receiving(receiver), api(fast) as client:
+        acme = await business_id(db, "acme")
+        await webhooks.add_endpoint(db, fast, acme, receiver.url + "/hooks", ["consult.submitted"])
+        sent = await submit(client, tenant)
+        event_id = uuid.UUID(sent["event_id"])
+        original = await db.fetchval("SELECT payload::text FROM events WHERE event_id = $1", event_id)
+        await _rewrite(db, _DAMAGE["invalid"][0], event_id)
+        async with delivering(fast):
+            await eventually(lambda: _dead(db), 20, "the delivery to be dead-lettered")
+            await _rewrite(db, "UPDATE events SET payload = $2::jsonb WHERE event_id = $1", event_id, original)
+            [dead] = await webhooks.deliveries(db, acme, failed=True)
+            again = await intake_cli(fast, "webhooks", "redeliver", str(dead["id"]))
+            assert again.returncode == 0, again.stderr
+            await eventually(lambda: _delivered(db), 20, "the redelivery")
+    assert [r.webhook_id for r in receiver.to("/hooks")] == [sent["event_id"]]
+    [listed] = await webhooks.deliveries(db, acme, failed=False)
+    assert [(a["status_code"], a["error"]) for a in listed["attempts"]] == [
+        (None, f"event {event_id} cannot be decoded: ValidationError"), (200, None)]
+
+
+async def _rewrite(db: asyncpg.Connection, statement: str, *args: object) -> None:
+    """`statement` on the log as its owner, the append-only trigger lifted for its transaction only."""
+    async with db.transaction():
+        await db.execute("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+        await db.execute(statement, *args)
+        await db.execute("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
