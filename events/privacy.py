@@ -69,6 +69,7 @@ class Envelope(msgspec.Struct, frozen=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
+_MALFORMED = "its envelope is malformed (not an envelope, or its ciphertext not base64); "
 _BASE64 = msgspec.json.Decoder(bytes)
 
 
@@ -205,7 +206,7 @@ def open_json(event_type: str, payload: str | bytes, event_id: uuid.UUID, key: A
     try:
         envelope = _ENVELOPE.decode(clear.pop("sealed"))
     except (KeyError, msgspec.ValidationError, msgspec.DecodeError):  # no envelope, or not one (not base64 …)
-        raise _malformed(event_id) from None
+        raise _does_not_decrypt(event_id, _MALFORMED) from None
     return _open(event_type, clear, envelope.ciphertext, _aad(event_id, envelope.key_id), key)
 
 
@@ -217,14 +218,13 @@ def open_parts(fields: Sequence[str], clear: bytes, ciphertext: bytes, event_id:
     try:
         sealed = _BASE64.decode(ciphertext)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        raise _malformed(event_id.decode()) from None
+        raise _does_not_decrypt(event_id.decode(), _MALFORMED) from None
     aad = _AAD + unhexlify(event_id.replace(b"-", b"")) + unhexlify(key_id.replace(b"-", b""))
     return _opened(_MEMBERS.decode(clear), sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad, key, fields)
 
 
-def _malformed(event_id: object) -> Undecryptable:
-    return Undecryptable(f"the personal data of event {event_id} does not decrypt: its envelope is malformed; "
-                         f"{Undecryptable.__doc__}")
+def _does_not_decrypt(event_id: object, why: str = "") -> Undecryptable:
+    return Undecryptable(f"the personal data of event {event_id} does not decrypt: {why}{Undecryptable.__doc__}")
 
 
 def unknown_key(event_id: object, key_id: object) -> Undecryptable:
@@ -246,7 +246,7 @@ def _opened(clear: dict[str, msgspec.Raw], nonce: bytes, ciphertext: bytes, aad:
         personal = key.decrypt(nonce, ciphertext, aad)
     except (InvalidTag, ValueError):  # ValueError: a nonce of the wrong length
         event_id = uuid.UUID(bytes=aad[len(_AAD):len(_AAD) + 16])
-        raise Undecryptable(f"the personal data of event {event_id} does not decrypt: {Undecryptable.__doc__}") from None
+        raise _does_not_decrypt(event_id) from None
     if clear and len(personal) > 2 and clear.keys().isdisjoint(fields):
         # The members seal_fields encrypted, as _JSON encoded them (compact, each key once), go
         # after the clear ones: the same bytes as decoding them into `clear` and encoding it all.

@@ -11,15 +11,18 @@ import asyncpg
 import msgspec
 
 from events import keystore
-from events.codec import decode_payload, encode_payload, type_and_version
+from events.codec import UnknownEventType, decode_payload, encode_payload, type_and_version
 from events.errors import AppendConflict, KeyUnavailable, UnknownPosition, translating_driver_errors
 from events.group_commit import Committed, FaultPoint, GroupCommitter, Row
 from events.keystore import Forgotten
-from events.privacy import DataKey, Keyring, open_json, unknown_key
+from events.privacy import DataKey, Keyring, Undecryptable, open_json, unknown_key
 from events.sqlfiles import queries
 from events.types import ConsultSubmitted, Event, EventMetadata, Idempotency, StoredEvent
 
 _METADATA = msgspec.json.Encoder()
+# What decode_record (and a fold or a body made from what it returns) raises when the row itself is at
+# fault, not the database: retrying cannot help (the projector parks it, a webhook is dead-lettered).
+UNREADABLE = (UnknownEventType, Undecryptable, msgspec.DecodeError, LookupError, ValueError, TypeError)
 # Appends that find their patient's key gone or superseded re-encrypt and try again; two more
 # rounds cover a key destroyed and another created in between, more means something is wrong.
 _KEY_ATTEMPTS = 3

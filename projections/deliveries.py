@@ -29,14 +29,11 @@ from collections.abc import Callable
 
 import aiohttp
 import asyncpg
-import msgspec
 import structlog
 
-from events.codec import UnknownEventType
 from events.errors import translating_driver_errors
-from events.privacy import Undecryptable
 from events.sqlfiles import queries
-from events.store import decode_record
+from events.store import UNREADABLE, decode_record
 from events.types import StoredEvent
 from projections import webhook_bodies, webhook_policy, webhook_requests
 from projections.secretbox import SecretBox
@@ -53,9 +50,6 @@ PREFETCH = 4
 # Beyond the requests' timeouts: time to record the attempt after it. A lease that runs out while its
 # worker still lives means one more (harmless, same webhook-id) delivery, never a lost one.
 LEASE_MARGIN_S = 5.0
-# What decoding a row of the log or building a body from it raises when the row itself is at fault
-# (as the projector's poison, projections/projector.py): never a reason to try the delivery again.
-_UNREADABLE = (UnknownEventType, Undecryptable, msgspec.DecodeError, LookupError, ValueError, TypeError)
 _log = structlog.get_logger("intake.webhooks")
 
 
@@ -122,11 +116,11 @@ def _body(delivery: asyncpg.Record, rows: list[asyncpg.Record]) -> bytes:
     for row in rows:
         try:
             stream.append(decode_record(row, None))
-        except _UNREADABLE as failure:  # the event delivered, or an earlier one of its stream
+        except UNREADABLE as failure:  # the event delivered, or an earlier one of its stream
             raise Undeliverable(f"event {row['event_id']} cannot be decoded: {type(failure).__name__}") from None
     try:
         return webhook_bodies.body(stream[-1], stream, delivery["webhook_type"])
-    except _UNREADABLE as failure:
+    except UNREADABLE as failure:
         raise Undeliverable(f"event {delivery['webhook_id']} cannot be decoded: {type(failure).__name__}") from None
 
 

@@ -18,11 +18,10 @@ import asyncpg
 import msgspec
 import structlog
 
-from events.codec import UnknownEventType
 from events.errors import StoreUnavailable, is_outage, translating_driver_errors
-from events.privacy import Keyring, Undecryptable
+from events.privacy import Keyring
 from events.sqlfiles import queries
-from events.store import decode_record
+from events.store import UNREADABLE, decode_record
 from events.types import StoredEvent
 from projections import approvals, consultations, floors, patients
 from projections.writers import apply_approvals, apply_consultations, apply_patients, columns
@@ -38,8 +37,7 @@ BATCH = 50  # streams per transaction when sweeping
 CONFLICT_RETRIES = 3
 # What a bad event or a read-model bug looks like, as opposed to an outage:
 # these are recorded against the stream (and parked after a few tries).
-_POISON = (asyncpg.PostgresError, LookupError, UnknownEventType, Undecryptable, msgspec.DecodeError, ValueError,
-           TypeError)
+_POISON = (asyncpg.PostgresError, *UNREADABLE)
 _log = structlog.get_logger("intake.projector")
 
 
