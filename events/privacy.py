@@ -71,6 +71,9 @@ class Envelope(msgspec.Struct, frozen=True):
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _MALFORMED = "its envelope is malformed (not an envelope, or its ciphertext not base64); "
 _BASE64 = msgspec.json.Decoder(bytes)
+# What event_rows (migration 0016) gives as the key id of an envelope whose key id is not a uuid:
+# a key no row of `patient_keys` has (data keys have version-7 ids).
+TAMPERED_KEY_ID = uuid.UUID(int=0)
 
 
 class KeyEncryptionKeys:
@@ -228,7 +231,14 @@ def _does_not_decrypt(event_id: object, why: str = "") -> Undecryptable:
 
 
 def unknown_key(event_id: object, key_id: object) -> Undecryptable:
-    """The error of an envelope that names a data key `patient_keys` never had."""
+    """The error of an envelope that names a data key `patient_keys` never had, or whose key id is
+    not one (event_rows gives it as TAMPERED_KEY_ID)."""
+    try:
+        named = uuid.UUID(str(key_id))
+    except ValueError:
+        named = TAMPERED_KEY_ID
+    if named == TAMPERED_KEY_ID:
+        return _does_not_decrypt(event_id, "its envelope's key id is not a key id; ")
     return Undecryptable(f"event {event_id} names data key {key_id}, which does not exist")
 
 

@@ -26,7 +26,8 @@ ORDER BY position;
 -- upcasters) comes as U+001E and its parts, separated by U+001F (no JSON text holds either raw): the
 -- line's head (up to `"data":`) and tail, type, version, event id; when sealed, the envelope's key
 -- id and ciphertext (its JSON text); and last the payload, without its envelope when sealed (the longest
--- part: the reader stops splitting before it). The keys themselves are read apart, once per key,
+-- part: the reader stops splitting before it). An envelope without a key id gives "none", which
+-- data_keys never finds: that row is reported unreadable, as event_rows does (migration 0016). The keys themselves are read apart, once per key,
 -- in this statement's snapshot (data_keys): joining `patient_keys` here, as event_rows does, costs
 -- more than the rest of the row. Values are formatted as msgspec encodes them (ints, lowercase
 -- uuids, JSON-escaped strings, a UTC time with "Z" and microseconds unless zero), as
@@ -42,7 +43,7 @@ SELECT CASE WHEN NOT e.payload ? 'sealed' AND e.event_type || '.v' || e.schema_v
                  || E'\x1f' || (e.payload - 'sealed')::text
        END
 FROM events AS e,
-     LATERAL (SELECT e.payload #>> '{sealed,key_id}' AS key_id) AS sealed,
+     LATERAL (SELECT CASE WHEN e.payload ? 'sealed' THEN coalesce(e.payload #>> '{sealed,key_id}', 'none') END AS key_id) AS sealed,
      LATERAL (SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at) AS t,
      LATERAL (SELECT '{"position":' || e.position || ',"event_id":"' || e.event_id || '","stream_id":'
                      || to_json(e.stream_id) || ',"stream_version":' || e.stream_version || ',"type":'
@@ -55,10 +56,10 @@ ORDER BY e.position;
 -- name: data_keys
 -- The data keys a replay's sealed rows name ($1: their ids as the payloads spell them, returned as
 -- `wanted`), as event_rows gives them: wrapped_key empty once destroyed; a key `patient_keys` never
--- had is absent.
+-- had is absent, and so is an id that is not a uuid (tampered: the row reads as unreadable).
 SELECT wanted.id AS wanted, key_id, coalesce(wrapped_key, '\x'::bytea) AS wrapped_key, kek_id
 FROM unnest($1::text[]) AS wanted (id)
-JOIN patient_keys ON key_id = wanted.id::uuid;
+JOIN patient_keys ON key_id = CASE WHEN pg_input_is_valid(wanted.id, 'uuid') THEN wanted.id::uuid END;
 
 -- name: consultation_history
 -- Every event that names the consultation: its stream's submission and decision, and the
