@@ -234,10 +234,10 @@ def unknown_key(event_id: object, key_id: object) -> Undecryptable:
     """The error of an envelope that names a data key `patient_keys` never had, or whose key id is
     not one (event_rows gives it as TAMPERED_KEY_ID)."""
     try:
-        named = uuid.UUID(str(key_id))
-    except ValueError:
-        named = TAMPERED_KEY_ID
-    if named == TAMPERED_KEY_ID:
+        tampered = uuid.UUID(str(key_id)) == TAMPERED_KEY_ID
+    except ValueError:  # as the JSONL replay reads it: the payload's own text
+        tampered = True
+    if tampered:
         return _does_not_decrypt(event_id, "its envelope's key id is not a key id; ")
     return Undecryptable(f"event {event_id} names data key {key_id}, which does not exist")
 

@@ -27,7 +27,8 @@ ORDER BY position;
 -- line's head (up to `"data":`) and tail, type, version, event id; when sealed, the envelope's key
 -- id and ciphertext (its JSON text); and last the payload, without its envelope when sealed (the longest
 -- part: the reader stops splitting before it). An envelope without a key id gives "none", which
--- data_keys never finds: that row is reported unreadable, as event_rows does (migration 0016). The keys themselves are read apart, once per key,
+-- data_keys never finds: that row is reported unreadable, as event_rows does (migration 0016). The
+-- keys themselves are read apart, once per key,
 -- in this statement's snapshot (data_keys): joining `patient_keys` here, as event_rows does, costs
 -- more than the rest of the row. Values are formatted as msgspec encodes them (ints, lowercase
 -- uuids, JSON-escaped strings, a UTC time with "Z" and microseconds unless zero), as

@@ -12,6 +12,7 @@ import pytest
 
 from projections.projector import Projector
 from tests.support.consults import submit
+from tests.support.integrity import as_attacker
 from tests.support.privacy import intake
 from tests.support.reads import api, assert_problem, read
 
@@ -29,13 +30,11 @@ async def pool(database_url: str):
 
 
 async def _tamper(db: asyncpg.Connection, position: int, how: str) -> None:
-    """As a superuser would: lift the append-only trigger and rewrite the envelope's key id."""
+    """As a superuser would: the log's protections off, the envelope's key id rewritten."""
     change = ("payload #- '{sealed,key_id}'" if how == "missing"
               else f"jsonb_set(payload, '{{sealed,key_id}}', {TAMPERED[how]})")
-    async with db.transaction():
-        await db.execute("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+    async with as_attacker(db):
         await db.execute(f"UPDATE events SET payload = {change} WHERE position = $1", position)
-        await db.execute("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
 
 
 @pytest.mark.parametrize("how", [*TAMPERED, "missing"])
